@@ -1,0 +1,114 @@
+#include "alloc/pool.h"
+
+#include <errno.h>
+#include <hwloc.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#define LINK(p, obj) (*(void **)((char *)(obj) + (p)->link_off))
+
+void ot__pool_init(ot__pool_t *p, size_t obj_size, size_t link_off, size_t slab_size,
+                   const void *owner, ot__carve_fn on_carve)
+{
+    memset(p, 0, sizeof *p);
+    p->obj_size = obj_size;
+    p->link_off = link_off;
+    p->slab_size = slab_size;
+    p->owner = owner;
+    p->on_carve = on_carve;
+    p->numa_node = -1;
+    atomic_init(&p->remote, NULL);
+}
+
+void ot__pool_set_node(ot__pool_t *p, void *topo, int node)
+{
+    p->numa_topo = topo;
+    p->numa_node = node;
+}
+
+int ot__numa_bind(void *topo, int node, void *addr, size_t len)
+{
+    hwloc_topology_t t = topo;
+    if (!t || node < 0) return 0;
+    /* One node: nothing to choose. */
+    if (hwloc_get_nbobjs_by_type(t, HWLOC_OBJ_NUMANODE) <= 1) return 0;
+    hwloc_obj_t n = hwloc_get_obj_by_type(t, HWLOC_OBJ_NUMANODE, (unsigned)node);
+    if (!n) return -EINVAL;
+    if (hwloc_set_area_membind(t, addr, len, n->nodeset, HWLOC_MEMBIND_BIND,
+                               HWLOC_MEMBIND_BYNODESET) != 0)
+        return -errno;
+    return 0;
+}
+
+static int new_slab(ot__pool_t *p)
+{
+    if (p->nslabs == p->slabs_cap) {
+        size_t cap = p->slabs_cap ? p->slabs_cap * 2 : 16;
+        void **s = realloc(p->slabs, cap * sizeof *s);
+        if (!s) return -ENOMEM;
+        p->slabs = s;
+        p->slabs_cap = cap;
+    }
+    void *m = mmap(NULL, p->slab_size, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (m == MAP_FAILED) return -ENOMEM;
+    (void)ot__numa_bind(p->numa_topo, p->numa_node, m, p->slab_size);
+    p->slabs[p->nslabs++] = m;
+    p->bump = m;
+    p->bump_end = (char *)m + p->slab_size;
+    return 0;
+}
+
+void *ot__pool_alloc(ot__pool_t *p)
+{
+    void *o = p->local;
+    if (o) {
+        p->local = LINK(p, o);
+        return o;
+    }
+    /* Relaxed peek first: the exchange is only worth it when there is
+     * something to take. */
+    if (atomic_load_explicit(&p->remote, memory_order_relaxed)) {
+        /* Acquire pairs with the release CAS in ot__pool_free: the remote
+         * thread's writes (the link, and its last use of the object) happen
+         * before we reuse the objects. */
+        o = atomic_exchange_explicit(&p->remote, NULL, memory_order_acquire);
+        p->local = LINK(p, o);
+        return o;
+    }
+    if ((size_t)(p->bump_end - p->bump) < p->obj_size && new_slab(p) != 0) return NULL;
+    o = p->bump;
+    p->bump += p->obj_size;
+    p->carved++;
+    if (p->on_carve) p->on_carve(p, o);
+    return o;
+}
+
+void ot__pool_free(ot__pool_t *p, void *obj, const void *me)
+{
+    if (me && me == p->owner) {
+        LINK(p, obj) = p->local;
+        p->local = obj;
+        return;
+    }
+    void *head = atomic_load_explicit(&p->remote, memory_order_relaxed);
+    do {
+        LINK(p, obj) = head;
+        /* Release: the link store and everything this thread did with the
+         * object are visible to the owner's acquire exchange. */
+    } while (!atomic_compare_exchange_weak_explicit(&p->remote, &head, obj,
+                                                    memory_order_release,
+                                                    memory_order_relaxed));
+}
+
+void ot__pool_destroy(ot__pool_t *p)
+{
+    for (size_t i = 0; i < p->nslabs; i++) munmap(p->slabs[i], p->slab_size);
+    free(p->slabs);
+    p->slabs = NULL;
+    p->nslabs = p->slabs_cap = 0;
+    p->local = NULL;
+    p->bump = p->bump_end = NULL;
+    atomic_store_explicit(&p->remote, NULL, memory_order_relaxed);
+}

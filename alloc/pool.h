@@ -1,0 +1,57 @@
+/* Per-scheduler fixed-size object pools.
+ *
+ * A pool belongs to one owner (a scheduler). The owner allocates and frees
+ * with plain loads and stores: no lock, no atomic read-modify-write. Any
+ * other thread frees onto the pool's remote list, a Treiber stack that only
+ * ever grows by CAS-push; the owner takes the whole list with one exchange
+ * when its local list runs dry, so there is no pop race and no ABA.
+ *
+ * Objects are carved from large slabs (mmap, reserved lazily so untouched
+ * memory costs nothing) bound to the owner's NUMA node; slabs are returned
+ * only when the pool is destroyed. The free-list link lives at `link_off`
+ * inside each free object, so a pool can keep its link away from bytes that
+ * must stay untouched (a stack's canary). See alloc/POOL.md. */
+#ifndef OT_ALLOC_POOL_H
+#define OT_ALLOC_POOL_H
+
+#include <stdalign.h>
+#include <stdatomic.h>
+#include <stddef.h>
+
+typedef struct ot__pool ot__pool_t;
+typedef void (*ot__carve_fn)(ot__pool_t *pool, void *obj);
+
+struct ot__pool {
+    /* Owner-only fields. */
+    void *local;          /* free list */
+    char *bump, *bump_end; /* uncarved rest of the newest slab */
+    size_t obj_size, link_off, slab_size;
+    const void *owner;    /* identity of the owning thread's scheduler */
+    ot__carve_fn on_carve; /* called once per object when first carved */
+    void *numa_topo;      /* hwloc_topology_t for placement, or NULL */
+    int numa_node;        /* logical index of the NUMA node, -1 = none */
+    void **slabs;         /* every slab, for destroy */
+    size_t nslabs, slabs_cap;
+    size_t carved;        /* objects carved so far */
+    /* Written by other threads: its own cache line. */
+    alignas(64) _Atomic(void *) remote;
+    char pad_[64 - sizeof(void *)];
+};
+
+void ot__pool_init(ot__pool_t *p, size_t obj_size, size_t link_off, size_t slab_size,
+                   const void *owner, ot__carve_fn on_carve);
+/* Place slabs carved from now on on NUMA node `node` of `topo`. */
+void ot__pool_set_node(ot__pool_t *p, void *topo, int node);
+/* Owner only. NULL when memory is exhausted. */
+void *ot__pool_alloc(ot__pool_t *p);
+/* Any thread; `me` identifies the calling thread's scheduler (NULL for other
+ * threads): equal to the owner, the free is local, else remote. */
+void ot__pool_free(ot__pool_t *p, void *obj, const void *me);
+/* No thread may use the pool any more. Unmaps every slab. */
+void ot__pool_destroy(ot__pool_t *p);
+
+/* Best-effort binding of [addr, addr+len) to NUMA node `node`. Returns 0, or
+ * a negative code when hwloc could not bind (the memory stays usable). */
+int ot__numa_bind(void *topo, int node, void *addr, size_t len);
+
+#endif

@@ -1,0 +1,12 @@
+/* otter/otter.h: the umbrella header. */
+#ifndef OTTER_OTTER_H
+#define OTTER_OTTER_H
+
+#include "otter/version.h"
+#include "otter/error.h"
+#include "otter/runtime.h"
+#include "otter/process.h"
+#include "otter/mailbox.h"
+#include "otter/timer.h"
+
+#endif

@@ -1,0 +1,122 @@
+/* The mailbox queue: Vyukov's intrusive MPSC queue ("Intrusive MPSC node-
+ * based queue", 1024cores.net), the same algorithm Pony's mailboxes use.
+ *
+ * push is wait-free: one exchange on `tail`, then one store linking the old
+ * tail to the new node. pop is for the one consumer. Between a producer's
+ * exchange and its link store the queue is momentarily inconsistent: pop
+ * then returns OT__MPSC_BUSY and the consumer retries (the producer is one
+ * store away from finishing). A stub node lets the queue be empty without
+ * a NULL tail.
+ *
+ * Invariant: the nodes from `head` along `next` to `tail` are exactly the
+ * queued messages (plus the stub wherever it currently sits); per-producer
+ * FIFO order holds because each producer's exchanges are ordered.
+ * See mailbox/MAILBOX.md for the wake-up protocol built on it. */
+#ifndef OT_MAILBOX_MPSC_H
+#define OT_MAILBOX_MPSC_H
+
+#include <stdalign.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <sched.h>
+#include <stddef.h>
+
+typedef struct ot__mpsc_node {
+    _Atomic(struct ot__mpsc_node *) next;
+} ot__mpsc_node_t;
+
+typedef struct ot__mpsc {
+    /* Producers: its own cache line. */
+    alignas(64) _Atomic(ot__mpsc_node_t *) tail;
+    /* Consumer only. */
+    alignas(64) ot__mpsc_node_t *head;
+    ot__mpsc_node_t stub;
+} ot__mpsc_t;
+
+#define OT__MPSC_BUSY ((ot__mpsc_node_t *)1)
+
+static inline void ot__mpsc_init(ot__mpsc_t *q)
+{
+    atomic_init(&q->stub.next, NULL);
+    atomic_init(&q->tail, &q->stub);
+    q->head = &q->stub;
+}
+
+/* Any thread. Wait-free. */
+static inline void ot__mpsc_push(ot__mpsc_t *q, ot__mpsc_node_t *n)
+{
+    atomic_store_explicit(&n->next, NULL, memory_order_relaxed);
+    /* seq_cst: this exchange is the producer's half of the Dekker handshake
+     * with a consumer going to sleep (it stores its WAITING state, then
+     * reads tail; we exchange tail, then read its state). acq_rel alone
+     * would let the state load move before the exchange. Release also
+     * publishes the node's contents before it is reachable. */
+    ot__mpsc_node_t *prev = atomic_exchange_explicit(&q->tail, n, memory_order_seq_cst);
+    /* Release: pairs with the consumer's acquire load of prev->next, so the
+     * node's contents are visible once it is linked. */
+    atomic_store_explicit(&prev->next, n, memory_order_release);
+}
+
+/* Consumer only. A node, NULL when empty, or OT__MPSC_BUSY when a push is
+ * half done (retry). */
+static inline ot__mpsc_node_t *ot__mpsc_pop(ot__mpsc_t *q)
+{
+    ot__mpsc_node_t *head = q->head;
+    /* Acquire: pairs with the link store in push. */
+    ot__mpsc_node_t *next = atomic_load_explicit(&head->next, memory_order_acquire);
+    if (head == &q->stub) {
+        if (!next) {
+            /* Either empty, or a producer swapped tail but has not linked. */
+            return atomic_load_explicit(&q->tail, memory_order_acquire) == head
+                       ? NULL
+                       : OT__MPSC_BUSY;
+        }
+        q->head = next;
+        head = next;
+        next = atomic_load_explicit(&next->next, memory_order_acquire);
+    }
+    if (next) {
+        q->head = next;
+        return head;
+    }
+    ot__mpsc_node_t *tail = atomic_load_explicit(&q->tail, memory_order_acquire);
+    if (tail != head) return OT__MPSC_BUSY;
+    /* head is the last node: put the stub behind it so head can be taken. */
+    ot__mpsc_push(q, &q->stub);
+    next = atomic_load_explicit(&head->next, memory_order_acquire);
+    if (next) {
+        q->head = next;
+        return head;
+    }
+    return OT__MPSC_BUSY;
+}
+
+/* Consumer only: pop, waiting through a half-done push (the producer is one
+ * store away from finishing; if the OS preempted it there, yield the CPU). */
+static inline ot__mpsc_node_t *ot__mpsc_pop_wait(ot__mpsc_t *q)
+{
+    for (unsigned spins = 0;; spins++) {
+        ot__mpsc_node_t *n = ot__mpsc_pop(q);
+        if (n != OT__MPSC_BUSY) return n;
+        if (spins >= 64) {
+            sched_yield();
+            continue;
+        }
+#if defined(__x86_64__)
+        __builtin_ia32_pause();
+#elif defined(__aarch64__)
+        __asm__ __volatile__("yield");
+#endif
+    }
+}
+
+/* Consumer only: could a pop find something? seq_cst load of tail: the
+ * consumer's half of the Dekker handshake (store WAITING; load tail). */
+static inline bool ot__mpsc_maybe_nonempty(ot__mpsc_t *q)
+{
+    if (q->head != &q->stub) return true;
+    if (atomic_load_explicit(&q->stub.next, memory_order_seq_cst)) return true;
+    return atomic_load_explicit(&q->tail, memory_order_seq_cst) != &q->stub;
+}
+
+#endif

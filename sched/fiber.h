@@ -1,0 +1,114 @@
+/* Telling the sanitizers and valgrind about process stacks.
+ *
+ * ASan must know which stack is current to check accesses (and to keep
+ * per-fiber fake stacks): __sanitizer_start_switch_fiber before a switch,
+ * __sanitizer_finish_switch_fiber after it, on the new stack. TSan tracks
+ * each process as a fiber (__tsan_create_fiber, __tsan_switch_to_fiber) so
+ * that happens-before follows the process across threads. Valgrind learns
+ * stacks when they are carved (alloc/stack.c). In other builds these are
+ * empty. */
+#ifndef OT_SCHED_FIBER_H
+#define OT_SCHED_FIBER_H
+
+#include "sched/internal.h"
+
+#if defined(__SANITIZE_ADDRESS__)
+#define OT_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define OT_ASAN 1
+#endif
+#endif
+#if defined(__SANITIZE_THREAD__)
+#define OT_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define OT_TSAN 1
+#endif
+#endif
+
+#ifdef OT_ASAN
+#include <sanitizer/common_interface_defs.h>
+#endif
+#ifdef OT_TSAN
+#include <sanitizer/tsan_interface.h>
+#endif
+
+/* Scheduler thread start: remember its own fiber. */
+static inline void ot__fiber_sched_init(ot__sched_t *s)
+{
+#ifdef OT_TSAN
+    s->tsan_fiber = __tsan_get_current_fiber();
+#endif
+}
+
+static inline void ot__fiber_create(ot__proc_t *p)
+{
+#ifdef OT_TSAN
+    p->tsan_fiber = __tsan_create_fiber(0);
+#endif
+    p->asan_fake = NULL;
+}
+
+/* Called on the scheduler's stack once p will never run again. */
+static inline void ot__fiber_destroy(ot__proc_t *p)
+{
+#ifdef OT_TSAN
+    if (p->tsan_fiber) __tsan_destroy_fiber(p->tsan_fiber);
+    p->tsan_fiber = NULL;
+#endif
+}
+
+/* Scheduler -> process. */
+static inline void ot__fiber_enter(ot__sched_t *s, ot__proc_t *p)
+{
+#ifdef OT_ASAN
+    __sanitizer_start_switch_fiber(&s->asan_fake, p->stack->lo, p->stack->size);
+#endif
+#ifdef OT_TSAN
+    __tsan_switch_to_fiber(p->tsan_fiber, 0);
+#endif
+}
+/* On the scheduler's stack, after a process switched back. */
+static inline void ot__fiber_entered_sched(ot__sched_t *s)
+{
+#ifdef OT_ASAN
+    __sanitizer_finish_switch_fiber(s->asan_fake, NULL, NULL);
+#endif
+}
+
+/* Process -> scheduler; `dying` lets ASan drop the fake stack. */
+static inline void ot__fiber_leave(ot__proc_t *p, ot__sched_t *s, int dying)
+{
+#ifdef OT_ASAN
+    __sanitizer_start_switch_fiber(dying ? NULL : &p->asan_fake, s->asan_bottom, s->asan_size);
+#endif
+#ifdef OT_TSAN
+    __tsan_switch_to_fiber(s->tsan_fiber, 0);
+#endif
+}
+/* On the process's stack, after it was (re)started by scheduler s. */
+static inline void ot__fiber_entered_proc(ot__proc_t *p, ot__sched_t *s)
+{
+#ifdef OT_ASAN
+    __sanitizer_finish_switch_fiber(p->asan_fake, &s->asan_bottom, &s->asan_size);
+#endif
+}
+
+/* Happens-before edges for RCU grace periods, which TSan cannot see inside
+ * liburcu: every quiescent state releases, the reclaimer acquires after
+ * synchronize_rcu. */
+static inline void ot__tsan_release(void *addr)
+{
+#ifdef OT_TSAN
+    __tsan_release(addr);
+#endif
+}
+static inline void ot__tsan_acquire(void *addr)
+{
+#ifdef OT_TSAN
+    __tsan_acquire(addr);
+#endif
+}
+
+#endif

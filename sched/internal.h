@@ -1,0 +1,291 @@
+/* Private structures of the runtime, shared by sched/, mailbox/ and the
+ * tests. Not installed. */
+#ifndef OT_SCHED_INTERNAL_H
+#define OT_SCHED_INTERNAL_H
+
+#include <pthread.h>
+#include <stdalign.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "otter/otter.h"
+#include "alloc/pool.h"
+#include "alloc/stack.h"
+#include "mailbox/mpsc.h"
+#include "sched/policy.h"
+#include "sched/runq.h"
+#include "sched/timer.h"
+#include "sched/topo.h"
+#include "util/idx.h"
+
+/* ---- messages ------------------------------------------------------------ */
+
+struct ot_msg {
+    ot__mpsc_node_t node;   /* mailbox link: first, so a node is a message */
+    struct ot_msg *snext;   /* save-queue link (receiver only) */
+    ot__pool_t *pool;       /* pool it came from; NULL = malloc */
+    ot_pid_t from;
+    uint64_t tag;
+    ot_ref_t ref;
+    size_t len;
+    void *data;             /* inline payload, or a moved buffer */
+    void (*dtor)(void *);   /* frees a moved buffer */
+};
+
+#define OT__MSG_CLASSES 6 /* 128 .. 4096 bytes, envelope included */
+#define OT__MSG_CLASS_MIN_SHIFT 7
+
+/* ---- processes ----------------------------------------------------------- */
+
+/* Low two bits of ot__proc.state; the rest is the wait sequence. */
+enum {
+    OT__ST_RUNNING = 0,  /* running, or owned by whoever will run it */
+    OT__ST_WAITING = 1,  /* blocked in receive: a message or its timer wakes it */
+    OT__ST_RUNNABLE = 2, /* woken; the waker queues it */
+    OT__ST_SLEEPING = 3, /* in ot_sleep: only its timer wakes it */
+};
+
+/* Why a process switched back to its scheduler. */
+enum { OT__Y_YIELD, OT__Y_WAIT, OT__Y_SLEEP, OT__Y_EXIT };
+
+typedef struct ot__proc ot__proc_t;
+typedef struct ot__sched ot__sched_t;
+
+struct ot__proc {
+    /* Read by senders while the process may be dying: atomic. */
+    _Atomic ot_pid_t pid;
+    _Atomic uint64_t state;       /* seq << 2 | OT__ST_* */
+    _Atomic uint64_t timer_fired; /* wait seq whose timer fired */
+    _Atomic uint32_t futex;       /* attached threads block on it */
+
+    /* Owned by the process / the scheduler running it. */
+    void *sp;                     /* saved context */
+    ot__stack_t *stack;           /* NULL for attached threads */
+    ot__stack_pools_t *stack_home;
+    ot__pool_t *pool;             /* PCB's pool; NULL = aligned_alloc */
+    void *pool_link;              /* PCB pool free-list link */
+    ot_entry_fn fn;
+    void *arg;
+    ot__sched_t *sched;           /* scheduler running it, or that last did */
+    ot__proc_t *qnext;            /* injection-queue / reclaim-list link */
+    uint8_t prio;
+    uint8_t yield_reason;
+    uint8_t external;             /* an attached thread, not a process */
+    uint8_t low_skips;
+    uint8_t has_deadline;
+    uint64_t wait_seq;
+
+    /* Receive state (the process only). */
+    ot_msg_t *save_head, *save_tail; /* looked at, not taken, in order */
+    size_t save_len;
+    ot_msg_t *mark;               /* newest-ref mark: scan after this */
+    ot_ref_t mark_ref;            /* 0 = no mark */
+
+    void *tsan_fiber;
+    void *asan_fake;
+    char name[24];
+
+    ot__mpsc_t mbox;              /* producers' cache line inside */
+};
+
+/* ---- schedulers ---------------------------------------------------------- */
+
+struct ot__sched {
+    /* Owner-only, hot. */
+    unsigned idx;
+    struct ot_runtime *rt;
+    ot__proc_t *current;
+    ot__proc_t *runnext;
+    int32_t budget;              /* reductions left in this turn */
+    uint32_t tick;
+    bool searching;
+    void *sp;                    /* the scheduler's own context */
+    void *tsan_fiber;
+    void *asan_fake;
+    const void *asan_bottom;
+    size_t asan_size;
+    uint64_t rng;
+    uint64_t next_ref;
+
+    ot__runq_t rq[3];            /* max, high, normal+low */
+
+    ot__pool_t pcb_pool;
+    ot__pool_t msg_pool[OT__MSG_CLASSES];
+    ot__stack_pools_t stacks;
+    ot__idx_cache_t pid_cache;
+    ot__idx_cache_t timer_cache;
+    ot__timer_heap_t timers;
+
+    ot__proc_t *dead;            /* awaiting a grace period */
+    unsigned ndead;
+
+    /* Counters: written by the owner (relaxed), read by anyone. */
+    _Atomic uint64_t n_spawned, n_died, n_switches, n_steals, n_stolen, n_parks,
+        n_wakeups, n_runnext;
+
+    /* Injection queue: processes handed over by other threads. Anyone. */
+    alignas(64) pthread_mutex_t inj_lock;
+    ot__proc_t *inj_head, *inj_tail;
+    _Atomic uint32_t inj_len;
+    ot__timer_req_t *tinbox;     /* timers armed by non-schedulers */
+    _Atomic uint32_t tinbox_len;
+
+    /* Parking. */
+    alignas(64) _Atomic int parked; /* 1: in the idle set, claimable */
+    _Atomic uint32_t wake_word;  /* futex */
+    _Atomic int wake_searching;  /* woken to search (counted in nsearching) */
+
+    pthread_t thread;
+    void *altstack;
+};
+
+/* ---- the runtime --------------------------------------------------------- */
+
+typedef struct ot__slot {
+    _Atomic(ot__proc_t *) p;
+    uint32_t gen;                /* touched only by the index's owner */
+} ot__slot_t;
+
+struct ot_runtime {
+    ot_config_t cfg;
+    ot__policy_t policy;
+    unsigned nsched;
+    ot__sched_t **scheds;
+    ot__topo_t topo;
+    size_t default_stack;
+
+    ot__slot_t *table;
+    size_t table_bytes;
+    uint32_t max_procs;
+    ot__idx_global_t pids;
+
+    ot__timer_entry_t *tentries;
+    size_t tentries_bytes;
+    ot__idx_global_t timer_ids;
+
+    alignas(64) _Atomic int nsearching;
+    _Atomic int nparked;
+    alignas(64) _Atomic int shutdown;
+    _Atomic int killing;
+    _Atomic uint32_t rr;         /* round robin for external spawns */
+    _Atomic uint64_t ext_spawned, ext_died, ext_refs;
+
+    pthread_mutex_t ext_lock;    /* external threads' stack pools */
+    ot__stack_pools_t ext_stacks;
+
+    /* Reclaimer thread: frees dead PCBs after an RCU grace period. */
+    pthread_t reclaimer;
+    pthread_mutex_t rlock;
+    pthread_cond_t rcond;
+    ot__proc_t *rpending;
+    bool rstop;
+    uint64_t rgen;
+};
+
+/* ---- shared internals ---------------------------------------------------- */
+
+extern struct ot_runtime *ot__rt;      /* the running runtime, or NULL */
+extern _Atomic uint64_t ot__rt_gen;    /* bumped by every start */
+
+/* The calling thread's scheduler (NULL elsewhere). Not inlined, and with a
+ * compiler barrier: a process can move between threads across a switch, so
+ * a thread-local address must never be cached across one. */
+ot__sched_t *ot__tls_sched(void);
+void ot__tls_set_sched(ot__sched_t *s);
+/* The calling thread's attached process, or NULL. */
+ot__proc_t *ot__tls_ext(void);
+void ot__tls_set_ext(ot__proc_t *p);
+/* The calling process (scheduler's current, or the attached one). */
+ot__proc_t *ot__self(void);
+
+/* External threads enter and leave the RCU read side around a lookup. */
+void ot__ext_rcu_enter(void);
+void ot__ext_rcu_leave(void);
+
+/* Look a pid up. Caller is inside the RCU read side (a scheduler thread, or
+ * between ot__ext_rcu_enter/leave). NULL when no live process has it. */
+static inline ot__proc_t *ot__lookup(struct ot_runtime *rt, ot_pid_t pid)
+{
+    uint32_t idx = (uint32_t)pid;
+    /* Acquire: pairs with the release store publishing the PCB in spawn. */
+    ot__proc_t *p = atomic_load_explicit(&rt->table[idx].p, memory_order_acquire);
+    if (p && atomic_load_explicit(&p->pid, memory_order_relaxed) == pid) return p;
+    return NULL;
+}
+
+static inline bool ot__pid_in_range(struct ot_runtime *rt, ot_pid_t pid)
+{
+    uint32_t idx = (uint32_t)pid;
+    return idx != 0 && idx < rt->max_procs;
+}
+
+/* Make a woken process runnable (after the caller won the CAS to
+ * OT__ST_RUNNABLE). `s` is the calling thread's scheduler or NULL. */
+void ot__make_runnable(ot__sched_t *s, ot__proc_t *p, bool from_timer);
+/* Switch from process p back to its scheduler with `reason`. Returns when
+ * p is resumed (never for OT__Y_EXIT). */
+void ot__proc_switch_out(ot__proc_t *p, int reason);
+/* Block p (a process or attached thread) until its mailbox may have grown,
+ * its deadline (ns, 0 = none) passed, or it was woken. */
+void ot__proc_wait(ot__proc_t *p, uint64_t deadline_ns);
+
+/* Queue a runnable process on the calling scheduler s (owner). */
+void ot__local_push(ot__sched_t *s, ot__proc_t *p);
+/* Queue a process on scheduler s from any thread, waking s if parked. */
+void ot__inject(ot__sched_t *s, ot__proc_t *p);
+/* Take one process from s's injection queue (any thread), or NULL. */
+ot__proc_t *ot__inj_pop(ot__sched_t *s);
+/* Wake one parked scheduler if there is new work and nobody searches. */
+void ot__wake_one_if_needed(struct ot_runtime *rt);
+void ot__wake_sched(ot__sched_t *s);
+/* The scheduler loop (sched/sched.c) and parking (sched/park.c). */
+void ot__sched_loop(ot__sched_t *s);
+ot__proc_t *ot__find_work(ot__sched_t *s);
+
+
+/* Messages (mailbox/msg.c). */
+ot_msg_t *ot__msg_alloc(ot__sched_t *s, size_t len);
+void ot__msg_release(ot_msg_t *m);            /* free, dtor included */
+/* Deliver m to `to`: 0, or -ESRCH (m freed). Caller in RCU read side. */
+int ot__msg_deliver(struct ot_runtime *rt, ot__sched_t *s, ot_pid_t to, ot_msg_t *m);
+/* Free every message p still holds (process dead; caller is its consumer). */
+void ot__mailbox_drain(ot__proc_t *p, bool wait_busy);
+
+/* Processes (sched/proc.c). */
+void ot__proc_destroy(ot__sched_t *s, ot__proc_t *p);
+void ot__proc_free(ot__proc_t *p);            /* after the grace period */
+
+/* Reclaimer (sched/reclaim.c). */
+int ot__reclaim_start(struct ot_runtime *rt);
+void ot__reclaim_handoff(ot__sched_t *s);
+void ot__reclaim_stop(struct ot_runtime *rt);
+void ot__rcu_quiescent(void);
+
+/* Timers (sched/timer.c). */
+void ot__timers_run(ot__sched_t *s, uint64_t now_ns);
+/* Arm p's wake-up at `deadline` (ns) for its current wait_seq, on s. */
+int ot__timer_arm_wake(ot__sched_t *s, ot__proc_t *p, uint64_t deadline);
+uint64_t ot__now_ns(void);
+
+/* Stack overflow reporting (sched/overflow.c). */
+_Noreturn void ot__overflow_report(ot__proc_t *p, const char *how);
+int ot__overflow_install(void);
+int ot__overflow_thread_init(ot__sched_t *s);
+void ot__overflow_thread_fini(ot__sched_t *s);
+void ot__overflow_uninstall(void);
+
+/* Futex helpers. */
+void ot__futex_wait(_Atomic uint32_t *word, uint32_t val, int64_t timeout_ns);
+void ot__futex_wake(_Atomic uint32_t *word, int n);
+
+static inline void ot__cpu_relax(void)
+{
+#if defined(__x86_64__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ __volatile__("yield" ::: "memory");
+#endif
+}
+
+#endif

@@ -1,0 +1,262 @@
+/* Finding work when the local queues are empty: stealing, spinning a
+ * little, then parking on a futex. The protocol (Go's, see sched/PARK.md):
+ *
+ * - At most about half of the non-parked schedulers search at once
+ *   (2 * nsearching < nsched - nparked), so idle schedulers do not stampede.
+ * - Whoever makes work stealable calls ot__wake_one_if_needed: if some
+ *   scheduler is parked and nobody is searching, it claims one parked
+ *   scheduler and wakes it as a searcher (counted in nsearching before it
+ *   even wakes, so a burst of pushes wakes one scheduler, not many).
+ * - A scheduler going to park publishes `parked` and `nparked` (seq_cst),
+ *   then looks at the queues once more; the waker publishes the work, then
+ *   (seq_cst fence) reads nparked. One of the two sees the other: no lost
+ *   wake-up.
+ * - `parked` is 1 while claimable; a waker CASes it to 0 (plain wake) or 2
+ *   (woken as a searcher); the parker only sleeps while it reads 1. */
+/* Spin between steal sweeps: exponential, capped at 512 pause loops (a few
+ * microseconds), so that a searcher notices new work quickly. */
+#define CK_BACKOFF_CEILING ((1 << 9) - 1)
+#include <ck_backoff.h>
+#include <linux/futex.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+#include <urcu/urcu-qsbr.h>
+
+#include "sched/fiber.h"
+#include "sched/internal.h"
+
+extern char ot__rcu_sync;
+
+void ot__futex_wait(_Atomic uint32_t *word, uint32_t val, int64_t timeout_ns)
+{
+    struct timespec ts, *tsp = NULL;
+    if (timeout_ns >= 0) {
+        ts.tv_sec = timeout_ns / 1000000000;
+        ts.tv_nsec = timeout_ns % 1000000000;
+        tsp = &ts;
+    }
+    syscall(SYS_futex, (uint32_t *)word, FUTEX_WAIT_PRIVATE, val, tsp, NULL, 0);
+}
+
+void ot__futex_wake(_Atomic uint32_t *word, int n)
+{
+    syscall(SYS_futex, (uint32_t *)word, FUTEX_WAKE_PRIVATE, n, NULL, NULL, 0);
+}
+
+static inline void bump(_Atomic uint64_t *c, uint64_t n)
+{
+    atomic_fetch_add_explicit(c, n, memory_order_relaxed);
+}
+
+/* Claim a parked scheduler: 1 -> 0 (or 2 when it is to search). */
+static bool claim_and_wake(struct ot_runtime *rt, ot__sched_t *t, int as)
+{
+    int one = 1;
+    if (!atomic_compare_exchange_strong_explicit(&t->parked, &one, as, memory_order_seq_cst,
+                                                 memory_order_relaxed))
+        return false;
+    atomic_fetch_sub_explicit(&rt->nparked, 1, memory_order_seq_cst);
+    /* seq_cst: ordered after the claim, so that the parker's reset of the
+     * word (also seq_cst, before it re-reads `parked`) cannot hide it. */
+    atomic_store_explicit(&t->wake_word, 1, memory_order_seq_cst);
+    ot__futex_wake(&t->wake_word, 1);
+    bump(&t->n_wakeups, 1);
+    return true;
+}
+
+void ot__wake_sched(ot__sched_t *s)
+{
+    /* seq_cst fence: the work we published is ordered before reading
+     * `parked` (pairs with the parker's seq_cst store of parked). */
+    atomic_thread_fence(memory_order_seq_cst);
+    if (atomic_load_explicit(&s->parked, memory_order_relaxed) == 1)
+        claim_and_wake(s->rt, s, 0);
+}
+
+void ot__wake_one_if_needed(struct ot_runtime *rt)
+{
+    /* seq_cst fence: publish the new work before reading nparked; pairs
+     * with the parker's seq_cst increment of nparked and its re-check. */
+    atomic_thread_fence(memory_order_seq_cst);
+    if (atomic_load_explicit(&rt->nparked, memory_order_relaxed) == 0) return;
+    if (atomic_load_explicit(&rt->nsearching, memory_order_relaxed) != 0) return;
+    int zero = 0;
+    if (!atomic_compare_exchange_strong_explicit(&rt->nsearching, &zero, 1,
+                                                 memory_order_seq_cst, memory_order_relaxed))
+        return; /* somebody searches: it will find the work */
+    ot__sched_t *me = ot__tls_sched();
+    unsigned start = me ? me->idx + 1 : 0;
+    for (unsigned k = 0; k < rt->nsched; k++) {
+        ot__sched_t *t = rt->scheds[(start + k) % rt->nsched];
+        if (t != me && claim_and_wake(rt, t, 2)) return;
+    }
+    atomic_fetch_sub_explicit(&rt->nsearching, 1, memory_order_seq_cst);
+}
+
+static uint64_t rng_next(ot__sched_t *s)
+{
+    /* xorshift64*: victim rotation only. */
+    uint64_t x = s->rng;
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    s->rng = x;
+    return x * 0x2545F4914F6CDD1Dull;
+}
+
+static ot__proc_t *steal_from(ot__sched_t *s, ot__sched_t *v)
+{
+    bool half = s->rt->policy.steal_half;
+    for (int q = 0; q < 3; q++) {
+        uint32_t moved;
+        ot__proc_t *p = ot__runq_steal(&v->rq[q], &s->rq[q], half, &moved);
+        if (p) {
+            bump(&s->n_steals, 1);
+            bump(&s->n_stolen, moved);
+            return p;
+        }
+    }
+    ot__proc_t *p = ot__inj_pop(v);
+    if (p) {
+        bump(&s->n_steals, 1);
+        bump(&s->n_stolen, 1);
+    }
+    return p;
+}
+
+static ot__proc_t *steal_any(ot__sched_t *s)
+{
+    struct ot_runtime *rt = s->rt;
+    unsigned nv = rt->nsched - 1;
+    const uint16_t *vic = &rt->topo.victims[(size_t)s->idx * nv];
+    const uint16_t *grp = &rt->topo.group[(size_t)s->idx * nv];
+    ot__proc_t *p;
+    if (rt->policy.victim_order == OT__VICTIM_RANDOM) {
+        unsigned start = (unsigned)(rng_next(s) % nv);
+        for (unsigned k = 0; k < nv; k++)
+            if ((p = steal_from(s, rt->scheds[vic[(start + k) % nv]]))) return p;
+        return NULL;
+    }
+    /* Nearest group first; inside a group, a random rotation spreads the
+     * thieves over the equally near victims. */
+    for (unsigned k = 0; k < nv;) {
+        unsigned e = k + 1;
+        while (e < nv && grp[e] == grp[k]) e++;
+        unsigned len = e - k, off = (unsigned)(rng_next(s) % len);
+        for (unsigned j = 0; j < len; j++)
+            if ((p = steal_from(s, rt->scheds[vic[k + (off + j) % len]]))) return p;
+        k = e;
+    }
+    return NULL;
+}
+
+/* Is there anything this scheduler should do rather than sleep? With
+ * `others`, stealable work elsewhere counts too. */
+static bool work_visible(ot__sched_t *s, bool others)
+{
+    struct ot_runtime *rt = s->rt;
+    if (s->runnext) return true;
+    for (int q = 0; q < 3; q++)
+        if (ot__runq_len(&s->rq[q])) return true;
+    if (atomic_load_explicit(&s->inj_len, memory_order_seq_cst) ||
+        atomic_load_explicit(&s->tinbox_len, memory_order_seq_cst))
+        return true;
+    const ot__tnode_t *t = ot__heap_top(&s->timers);
+    if (t && t->deadline <= ot__now_ns()) return true;
+    if (others) {
+        for (unsigned i = 0; i < rt->nsched; i++) {
+            ot__sched_t *v = rt->scheds[i];
+            if (v == s) continue;
+            for (int q = 0; q < 3; q++)
+                if (ot__runq_len(&v->rq[q])) return true;
+            if (atomic_load_explicit(&v->inj_len, memory_order_seq_cst)) return true;
+        }
+    }
+    return false;
+}
+
+static void stop_searching(ot__sched_t *s, bool found)
+{
+    s->searching = false;
+    int was = atomic_fetch_sub_explicit(&s->rt->nsearching, 1, memory_order_seq_cst);
+    /* The last searcher found work: there may be more, keep one looking. */
+    if (was == 1 && found) ot__wake_one_if_needed(s->rt);
+}
+
+static void unpark_self(ot__sched_t *s)
+{
+    int v = atomic_exchange_explicit(&s->parked, 0, memory_order_seq_cst);
+    if (v == 1) atomic_fetch_sub_explicit(&s->rt->nparked, 1, memory_order_seq_cst);
+    else if (v == 2) s->searching = true; /* the waker counted us in nsearching */
+}
+
+static void park(ot__sched_t *s, bool was_searching)
+{
+    struct ot_runtime *rt = s->rt;
+    if (s->dead) ot__reclaim_handoff(s);
+    const ot__tnode_t *t = ot__heap_top(&s->timers);
+    uint64_t deadline = t ? t->deadline : 0;
+
+    atomic_store_explicit(&s->parked, 1, memory_order_seq_cst);
+    atomic_fetch_add_explicit(&rt->nparked, 1, memory_order_seq_cst);
+    if (work_visible(s, was_searching) ||
+        atomic_load_explicit(&rt->shutdown, memory_order_seq_cst)) {
+        unpark_self(s);
+        return;
+    }
+    bump(&s->n_parks, 1);
+    ot__tsan_release(&ot__rcu_sync);
+    urcu_qsbr_thread_offline(); /* a parked scheduler holds up no grace period */
+    for (;;) {
+        /* seq_cst reset before re-reading parked: see claim_and_wake. */
+        atomic_store_explicit(&s->wake_word, 0, memory_order_seq_cst);
+        if (atomic_load_explicit(&s->parked, memory_order_seq_cst) != 1) break;
+        if (atomic_load_explicit(&rt->shutdown, memory_order_acquire)) break;
+        int64_t tmo = -1;
+        if (deadline) {
+            uint64_t now = ot__now_ns();
+            if (now >= deadline) break;
+            tmo = (int64_t)(deadline - now);
+        }
+        ot__futex_wait(&s->wake_word, 0, tmo);
+    }
+    urcu_qsbr_thread_online();
+    unpark_self(s);
+}
+
+ot__proc_t *ot__find_work(ot__sched_t *s)
+{
+    struct ot_runtime *rt = s->rt;
+    bool searched = false;
+    if (rt->nsched > 1) {
+        if (!s->searching) {
+            int n = atomic_load_explicit(&rt->nsearching, memory_order_relaxed);
+            int parked = atomic_load_explicit(&rt->nparked, memory_order_relaxed);
+            if (2 * n < (int)rt->nsched - parked) {
+                atomic_fetch_add_explicit(&rt->nsearching, 1, memory_order_seq_cst);
+                s->searching = true;
+            }
+        }
+        if (s->searching) {
+            searched = true;
+            ck_backoff_t backoff = 32;
+            for (unsigned r = 0; r < rt->policy.spin_rounds; r++) {
+                ot__proc_t *p = steal_any(s);
+                if (p) {
+                    stop_searching(s, true);
+                    return p;
+                }
+                if (work_visible(s, false) ||
+                    atomic_load_explicit(&rt->shutdown, memory_order_relaxed)) {
+                    stop_searching(s, true);
+                    return NULL;
+                }
+                ck_backoff_eb(&backoff);
+            }
+            stop_searching(s, false);
+        }
+    }
+    park(s, searched);
+    return NULL;
+}

@@ -1,0 +1,33 @@
+#include "sched/policy.h"
+
+#include <stddef.h>
+#include <string.h>
+
+#include "otter/runtime.h"
+
+static const ot__policy_t policies[] = {
+    /* Go's and Tokio's shape: nearest victims first, steal half, LIFO
+     * run-next slot for the woken receiver, a short spin before parking. */
+    {"default", OT__VICTIM_DISTANCE, true, 16, 4000, true},
+    /* Victims in random order, ignoring the topology. */
+    {"random", OT__VICTIM_RANDOM, true, 16, 4000, true},
+    /* Steal one process at a time. */
+    {"steal-one", OT__VICTIM_DISTANCE, false, 16, 4000, true},
+    /* Park as soon as one sweep finds nothing. */
+    {"no-spin", OT__VICTIM_DISTANCE, true, 1, 4000, true},
+    /* No run-next slot: a woken process goes to the back of the queue. */
+    {"fifo", OT__VICTIM_DISTANCE, true, 16, 4000, false},
+};
+
+static const char *const names[] = {"default", "random", "steal-one", "no-spin", "fifo",
+                                    NULL};
+
+const ot__policy_t *ot__policy_find(const char *name)
+{
+    if (!name) name = "default";
+    for (size_t i = 0; i < sizeof policies / sizeof policies[0]; i++)
+        if (strcmp(policies[i].name, name) == 0) return &policies[i];
+    return NULL;
+}
+
+const char *const *ot_policy_names(void) { return names; }

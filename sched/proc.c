@@ -1,0 +1,408 @@
+/* Processes: spawn, exit, yield, sleep, waiting, attach/detach, and the
+ * thread-local view of "who am I". */
+#include <errno.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <urcu/urcu-qsbr.h>
+
+#include "sched/arch/ctx.h"
+#include "sched/fiber.h"
+#include "sched/internal.h"
+
+/* ---- thread-local state -------------------------------------------------- */
+
+static _Thread_local ot__sched_t *tls_sched;
+static _Thread_local ot__proc_t *tls_ext;
+static _Thread_local uint64_t tls_ext_gen;
+static _Thread_local int tls_rcu;
+
+__attribute__((noinline)) ot__sched_t *ot__tls_sched(void)
+{
+    /* The barrier keeps the compiler from treating this as pure and reusing
+     * a value read on another thread before a context switch. */
+    __asm__ __volatile__("" ::: "memory");
+    return tls_sched;
+}
+
+void ot__tls_set_sched(ot__sched_t *s) { tls_sched = s; }
+
+ot__proc_t *ot__tls_ext(void)
+{
+    if (tls_ext && ot__rt &&
+        tls_ext_gen == atomic_load_explicit(&ot__rt_gen, memory_order_relaxed))
+        return tls_ext;
+    return NULL;
+}
+
+void ot__tls_set_ext(ot__proc_t *p)
+{
+    tls_ext = p;
+    tls_ext_gen = atomic_load_explicit(&ot__rt_gen, memory_order_relaxed);
+}
+
+ot__proc_t *ot__self(void)
+{
+    ot__sched_t *s = ot__tls_sched();
+    return s ? s->current : ot__tls_ext();
+}
+
+/* ---- RCU read side for threads that are not schedulers ------------------- */
+
+static pthread_key_t rcu_key;
+static pthread_once_t rcu_once = PTHREAD_ONCE_INIT;
+
+static void rcu_thread_gone(void *unused)
+{
+    (void)unused;
+    urcu_qsbr_unregister_thread();
+}
+
+static void rcu_make_key(void) { pthread_key_create(&rcu_key, rcu_thread_gone); }
+
+void ot__ext_rcu_enter(void)
+{
+    if (!tls_rcu) {
+        pthread_once(&rcu_once, rcu_make_key);
+        urcu_qsbr_register_thread(); /* registers online */
+        pthread_setspecific(rcu_key, (void *)1);
+        tls_rcu = 1;
+        return;
+    }
+    urcu_qsbr_thread_online();
+}
+
+extern char ot__rcu_sync;
+
+void ot__ext_rcu_leave(void)
+{
+    ot__tsan_release(&ot__rcu_sync);
+    urcu_qsbr_thread_offline();
+}
+
+/* ---- spawning ------------------------------------------------------------ */
+
+void ot_spawn_opts_init(ot_spawn_opts_t *o)
+{
+    if (!o) return;
+    o->priority = OT_PRIO_NORMAL;
+    o->stack_size = 0;
+    o->scheduler = -1;
+    o->name = NULL;
+}
+
+static void proc_boot(void *arg)
+{
+    ot__proc_t *p = arg;
+    ot__fiber_entered_proc(p, p->sched);
+    p->fn(p->arg);
+    ot__proc_switch_out(p, OT__Y_EXIT);
+    __builtin_unreachable();
+}
+
+static void proc_init(ot__proc_t *p, ot__pool_t *pool)
+{
+    memset(p, 0, offsetof(ot__proc_t, mbox));
+    ot__mpsc_init(&p->mbox);
+    p->pool = pool;
+}
+
+/* Give p a pid in the table (published last, with release). */
+static int proc_publish(struct ot_runtime *rt, ot__sched_t *s, ot__proc_t *p)
+{
+    int64_t idx = ot__idx_get(&rt->pids, s ? &s->pid_cache : NULL);
+    if (idx < 0) return (int)idx;
+    uint32_t gen = ++rt->table[idx].gen;
+    if (gen == 0) gen = ++rt->table[idx].gen; /* generation 0 is never used */
+    atomic_store_explicit(&p->pid, ((uint64_t)gen << 32) | (uint64_t)idx,
+                          memory_order_relaxed);
+    /* Release: the PCB is initialised before a lookup can find it (pairs
+     * with the acquire in ot__lookup). */
+    atomic_store_explicit(&rt->table[idx].p, p, memory_order_release);
+    return 0;
+}
+
+static ot__proc_t *ext_pcb_alloc(void)
+{
+    size_t sz = (sizeof(ot__proc_t) + 63) & ~(size_t)63;
+    return aligned_alloc(64, sz);
+}
+
+int ot_spawn(ot_entry_fn fn, void *arg, const ot_spawn_opts_t *opts, ot_pid_t *out)
+{
+    struct ot_runtime *rt = ot__rt;
+    if (!rt) return -EPERM;
+    if (!fn) return -EINVAL;
+    ot_spawn_opts_t o;
+    if (opts) o = *opts;
+    else ot_spawn_opts_init(&o);
+    if (o.priority < OT_PRIO_MAX || o.priority > OT_PRIO_LOW) return -EINVAL;
+    if (o.scheduler < -1 || o.scheduler >= (int)rt->nsched) return -EINVAL;
+    int cls = ot__stack_class(o.stack_size ? o.stack_size : rt->default_stack);
+    if (cls < 0) return -EINVAL;
+
+    ot__sched_t *s = ot__tls_sched();
+    ot__proc_t *p;
+    ot__stack_t *st;
+    ot__stack_pools_t *home;
+    if (s) {
+        p = ot__pool_alloc(&s->pcb_pool);
+        if (!p) return -ENOMEM;
+        proc_init(p, &s->pcb_pool);
+        home = &s->stacks;
+        st = ot__stack_get(home, cls);
+    } else {
+        p = ext_pcb_alloc();
+        if (!p) return -ENOMEM;
+        proc_init(p, NULL);
+        home = &rt->ext_stacks;
+        pthread_mutex_lock(&rt->ext_lock);
+        st = ot__stack_get(home, cls);
+        pthread_mutex_unlock(&rt->ext_lock);
+    }
+    if (!st) {
+        if (s) ot__pool_free(&s->pcb_pool, p, s);
+        else free(p);
+        return -ENOMEM;
+    }
+    p->stack = st;
+    p->stack_home = home;
+    p->fn = fn;
+    p->arg = arg;
+    p->prio = (uint8_t)o.priority;
+    if (o.name) snprintf(p->name, sizeof p->name, "%s", o.name);
+    p->sp = ot__ctx_init(ot__stack_top(st), proc_boot, p);
+    ot__fiber_create(p);
+    int rc = proc_publish(rt, s, p);
+    if (rc != 0) {
+        ot__fiber_destroy(p);
+        ot__stack_put(home, st, s ? (const void *)s : (const void *)home);
+        if (s) ot__pool_free(&s->pcb_pool, p, s);
+        else free(p);
+        return rc;
+    }
+    if (out) *out = atomic_load_explicit(&p->pid, memory_order_relaxed);
+    /* Release: see ot_process_count. */
+    if (s) atomic_store_explicit(&s->n_spawned,
+                                 atomic_load_explicit(&s->n_spawned, memory_order_relaxed) + 1,
+                                 memory_order_release);
+    else atomic_fetch_add_explicit(&rt->ext_spawned, 1, memory_order_release);
+
+    ot__sched_t *target = o.scheduler >= 0 ? rt->scheds[o.scheduler] : s;
+    if (target && target == s) {
+        p->sched = s;
+        ot__local_push(s, p);
+        ot__wake_one_if_needed(rt);
+    } else {
+        if (!target)
+            target = rt->scheds[atomic_fetch_add_explicit(&rt->rr, 1, memory_order_relaxed) %
+                                rt->nsched];
+        p->sched = target;
+        ot__inject(target, p);
+    }
+    return 0;
+}
+
+/* ---- switching and waiting ----------------------------------------------- */
+
+void ot__proc_switch_out(ot__proc_t *p, int reason)
+{
+    ot__sched_t *s = p->sched;
+    p->yield_reason = (uint8_t)reason;
+    ot__fiber_leave(p, s, reason == OT__Y_EXIT);
+    ot__ctx_switch(&p->sp, s->sp);
+    /* Resumed, perhaps by another scheduler: it set p->sched. */
+    ot__fiber_entered_proc(p, p->sched);
+}
+
+/* An attached thread waits on its futex. */
+static void ext_wait(ot__proc_t *p, uint64_t deadline)
+{
+    uint64_t seq = ++p->wait_seq;
+    uint64_t w = (seq << 2) | OT__ST_WAITING;
+    atomic_store_explicit(&p->futex, 0, memory_order_relaxed);
+    /* seq_cst: our half of the Dekker handshake with senders (store state,
+     * then load the mailbox tail; they exchange tail, then load state). */
+    atomic_store_explicit(&p->state, w, memory_order_seq_cst);
+    if (!ot__mpsc_maybe_nonempty(&p->mbox)) {
+        for (;;) {
+            int64_t tmo = -1;
+            if (deadline) {
+                uint64_t now = ot__now_ns();
+                if (now >= deadline) break;
+                tmo = (int64_t)(deadline - now);
+            }
+            ot__futex_wait(&p->futex, 0, tmo);
+            /* Acquire: pairs with the waker's release store of 1. */
+            if (atomic_load_explicit(&p->futex, memory_order_acquire)) break;
+        }
+    }
+    uint64_t cur = w;
+    if (!atomic_compare_exchange_strong_explicit(&p->state, &cur, seq << 2,
+                                                 memory_order_acq_rel, memory_order_acquire)) {
+        /* A sender won the CAS to RUNNABLE and is about to set the futex:
+         * wait for it so that its store cannot leak into our next wait. */
+        while (!atomic_load_explicit(&p->futex, memory_order_acquire))
+            ot__futex_wait(&p->futex, 0, -1);
+        atomic_store_explicit(&p->state, seq << 2, memory_order_relaxed);
+    }
+}
+
+void ot__proc_wait(ot__proc_t *p, uint64_t deadline)
+{
+    if (p->external) {
+        ext_wait(p, deadline);
+        return;
+    }
+    p->wait_seq++;
+    p->has_deadline = deadline != 0;
+    if (deadline && ot__timer_arm_wake(p->sched, p, deadline) != 0) {
+        /* No memory for a timer: poll by yielding rather than hang. */
+        p->has_deadline = 0;
+        ot__proc_switch_out(p, OT__Y_YIELD);
+        return;
+    }
+    ot__proc_switch_out(p, OT__Y_WAIT);
+}
+
+int ot_exit(void)
+{
+    ot__sched_t *s = ot__tls_sched();
+    if (!s || !s->current) return -EPERM;
+    ot__proc_switch_out(s->current, OT__Y_EXIT);
+    __builtin_unreachable();
+}
+
+int ot_yield(void)
+{
+    ot__sched_t *s = ot__tls_sched();
+    if (!s || !s->current) return -EPERM;
+    s->budget = 0;
+    ot__proc_switch_out(s->current, OT__Y_YIELD);
+    return 0;
+}
+
+int ot_sleep(uint64_t ms)
+{
+    ot__sched_t *s = ot__tls_sched();
+    if (!s || !s->current) {
+        struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
+        while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+        }
+        return 0;
+    }
+    ot__proc_t *p = s->current;
+    if (ms == 0) return ot_yield();
+    uint64_t deadline = ot__now_ns() + ms * 1000000u;
+    while (ot__now_ns() < deadline) {
+        p->wait_seq++;
+        p->has_deadline = 1;
+        if (ot__timer_arm_wake(p->sched, p, deadline) != 0) {
+            ot__proc_switch_out(p, OT__Y_YIELD);
+            continue;
+        }
+        ot__proc_switch_out(p, OT__Y_SLEEP);
+    }
+    return 0;
+}
+
+/* ---- death and reclamation ----------------------------------------------- */
+
+void ot__proc_destroy(ot__sched_t *s, ot__proc_t *p)
+{
+    struct ot_runtime *rt = s ? s->rt : ot__rt;
+    uint32_t idx = (uint32_t)atomic_load_explicit(&p->pid, memory_order_relaxed);
+    /* Release: new lookups miss p from now on; senders that already found
+     * it are inside the RCU read side, so p stays until the grace period. */
+    atomic_store_explicit(&rt->table[idx].p, NULL, memory_order_release);
+    ot__mailbox_drain(p, false);
+    if (p->stack) {
+        ot__stack_put(p->stack_home, p->stack, s);
+        p->stack = NULL;
+    }
+    ot__fiber_destroy(p);
+    ot__idx_put(&rt->pids, s ? &s->pid_cache : NULL, idx);
+    if (s) {
+        atomic_store_explicit(&s->n_died,
+                              atomic_load_explicit(&s->n_died, memory_order_relaxed) + 1,
+                              memory_order_release);
+        p->qnext = s->dead;
+        s->dead = p;
+        if (++s->ndead >= 256) ot__reclaim_handoff(s);
+    } else {
+        atomic_fetch_add_explicit(&rt->ext_died, 1, memory_order_release);
+        pthread_mutex_lock(&rt->rlock);
+        p->qnext = rt->rpending;
+        rt->rpending = p;
+        pthread_cond_signal(&rt->rcond);
+        pthread_mutex_unlock(&rt->rlock);
+    }
+}
+
+void ot__proc_free(ot__proc_t *p)
+{
+    /* Messages pushed by senders that found p just before it died. */
+    ot__mailbox_drain(p, true);
+    if (p->pool) ot__pool_free(p->pool, p, NULL);
+    else free(p);
+}
+
+/* ---- attached threads ---------------------------------------------------- */
+
+int ot_attach(ot_pid_t *out)
+{
+    struct ot_runtime *rt = ot__rt;
+    if (!out) return -EINVAL;
+    if (!rt || ot__tls_sched()) return -EPERM;
+    if (ot__tls_ext()) return -EEXIST;
+    ot__proc_t *p = ext_pcb_alloc();
+    if (!p) return -ENOMEM;
+    proc_init(p, NULL);
+    p->external = 1;
+    p->prio = OT_PRIO_NORMAL;
+    snprintf(p->name, sizeof p->name, "attached");
+    int rc = proc_publish(rt, NULL, p);
+    if (rc != 0) {
+        free(p);
+        return rc;
+    }
+    atomic_fetch_add_explicit(&rt->ext_spawned, 1, memory_order_release);
+    ot__tls_set_ext(p);
+    *out = atomic_load_explicit(&p->pid, memory_order_relaxed);
+    return 0;
+}
+
+int ot_detach(void)
+{
+    ot__proc_t *p = ot__tls_ext();
+    if (!p) return -EPERM;
+    ot__proc_destroy(NULL, p);
+    ot__tls_set_ext(NULL);
+    return 0;
+}
+
+/* ---- information ------------------------------------------------------- */
+
+int ot_pid_format(ot_pid_t pid, char *buf, size_t n)
+{
+    if (!buf && n) return -EINVAL;
+    return snprintf(buf, n, "<0.%u.%u>", (unsigned)(uint32_t)pid, (unsigned)(pid >> 32));
+}
+
+size_t ot_process_count(void)
+{
+    struct ot_runtime *rt = ot__rt;
+    if (!rt) return 0;
+    /* Deaths first, then spawns, all with acquire (the counters are stored
+     * with release): every death counted has its spawn counted too, so the
+     * result never undercounts the processes alive at the end of the call. */
+    int64_t died = (int64_t)atomic_load_explicit(&rt->ext_died, memory_order_acquire);
+    for (unsigned i = 0; i < rt->nsched; i++)
+        died += (int64_t)atomic_load_explicit(&rt->scheds[i]->n_died, memory_order_acquire);
+    int64_t born = (int64_t)atomic_load_explicit(&rt->ext_spawned, memory_order_acquire);
+    for (unsigned i = 0; i < rt->nsched; i++)
+        born += (int64_t)atomic_load_explicit(&rt->scheds[i]->n_spawned, memory_order_acquire);
+    return born > died ? (size_t)(born - died) : 0;
+}

@@ -1,0 +1,210 @@
+/* The scheduler loop: picking the next process, running it, and dealing
+ * with why it came back. Stealing and parking are in sched/park.c. */
+#include <stdio.h>
+
+#include "sched/arch/ctx.h"
+#include "sched/fiber.h"
+#include "sched/internal.h"
+
+static inline int qidx(const ot__proc_t *p) { return p->prio >= OT_PRIO_NORMAL ? 2 : p->prio; }
+
+static inline void bump(_Atomic uint64_t *c)
+{
+    /* Owner-written counter: a plain increment published relaxed. */
+    atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + 1,
+                          memory_order_relaxed);
+}
+
+void ot__local_push(ot__sched_t *s, ot__proc_t *p)
+{
+    ot__runq_t *q = &s->rq[qidx(p)];
+    if (ot__runq_push(q, p)) return;
+    /* Full: move the older half to the injection queue, where thieves reach
+     * it too (Go's runqputslow moves half to the global queue). */
+    void *batch[OT__RUNQ_SIZE / 2];
+    uint32_t n = ot__runq_take(q, batch, OT__RUNQ_SIZE / 2);
+    pthread_mutex_lock(&s->inj_lock);
+    for (uint32_t i = 0; i < n; i++) {
+        ot__proc_t *b = batch[i];
+        b->qnext = NULL;
+        if (s->inj_tail) s->inj_tail->qnext = b;
+        else s->inj_head = b;
+        s->inj_tail = b;
+    }
+    atomic_fetch_add_explicit(&s->inj_len, n, memory_order_seq_cst);
+    pthread_mutex_unlock(&s->inj_lock);
+    if (!ot__runq_push(q, p)) ot__inject(s, p); /* cannot happen: we just made room */
+}
+
+void ot__inject(ot__sched_t *s, ot__proc_t *p)
+{
+    p->qnext = NULL;
+    pthread_mutex_lock(&s->inj_lock);
+    if (s->inj_tail) s->inj_tail->qnext = p;
+    else s->inj_head = p;
+    s->inj_tail = p;
+    /* seq_cst: the injector's half of the handshake with a parking
+     * scheduler (it sets parked, then reads inj_len). */
+    atomic_fetch_add_explicit(&s->inj_len, 1, memory_order_seq_cst);
+    pthread_mutex_unlock(&s->inj_lock);
+    ot__wake_sched(s);
+    if (ot__tls_sched() != s) ot__wake_one_if_needed(s->rt);
+}
+
+ot__proc_t *ot__inj_pop(ot__sched_t *s)
+{
+    if (!atomic_load_explicit(&s->inj_len, memory_order_acquire)) return NULL;
+    pthread_mutex_lock(&s->inj_lock);
+    ot__proc_t *p = s->inj_head;
+    if (p) {
+        s->inj_head = p->qnext;
+        if (!s->inj_head) s->inj_tail = NULL;
+        atomic_fetch_sub_explicit(&s->inj_len, 1, memory_order_relaxed);
+    }
+    pthread_mutex_unlock(&s->inj_lock);
+    return p;
+}
+
+void ot__make_runnable(ot__sched_t *s, ot__proc_t *p, bool from_timer)
+{
+    if (p->external) {
+        /* Release: pairs with the attached thread's acquire of its futex. */
+        atomic_store_explicit(&p->futex, 1, memory_order_seq_cst);
+        ot__futex_wake(&p->futex, 1);
+        return;
+    }
+    if (!s) {
+        ot__inject(p->sched ? p->sched : ot__rt->scheds[0], p);
+        return;
+    }
+    p->sched = s;
+    if (!from_timer && qidx(p) == 2 && s->rt->policy.runnext && s->current) {
+        /* Run next on this core, as soon as the sender yields; the process
+         * that held the slot goes to the queue. */
+        ot__proc_t *old = s->runnext;
+        s->runnext = p;
+        if (!old) return;
+        p = old;
+    }
+    ot__local_push(s, p);
+    ot__wake_one_if_needed(s->rt);
+}
+
+/* Normal and low share a queue; a low process is passed over seven times
+ * in eight (BEAM's rule), unless it is alone. */
+static ot__proc_t *pop_normal(ot__sched_t *s)
+{
+    ot__runq_t *q = &s->rq[2];
+    uint32_t n = ot__runq_len(q);
+    for (uint32_t i = 0;; i++) {
+        ot__proc_t *p = ot__runq_pop(q);
+        if (!p) return NULL;
+        if (p->prio != OT_PRIO_LOW || ++p->low_skips >= 8 || i >= n) {
+            p->low_skips = 0;
+            return p;
+        }
+        ot__local_push(s, p);
+    }
+}
+
+static ot__proc_t *next_local(ot__sched_t *s)
+{
+    const int32_t reds = s->rt->policy.reductions;
+    ot__proc_t *p;
+    s->tick++;
+    bool timers = s->timers.n || atomic_load_explicit(&s->tinbox_len, memory_order_relaxed);
+    if (timers && (s->tick & 7) == 0) ot__timers_run(s, ot__now_ns());
+    /* Now and then the injection queue first, so it cannot starve. */
+    if (s->tick % 61 == 0 && (p = ot__inj_pop(s))) goto fresh;
+    if ((p = ot__runq_pop(&s->rq[0])) || (p = ot__runq_pop(&s->rq[1]))) goto fresh;
+    if (s->runnext && s->budget > 0) {
+        /* Inherits what is left of the turn (Go's runnext rule), so two
+         * processes passing messages cannot starve the queue. */
+        p = s->runnext;
+        s->runnext = NULL;
+        bump(&s->n_runnext);
+        return p;
+    }
+    if ((p = pop_normal(s))) goto fresh;
+    if ((p = s->runnext)) {
+        s->runnext = NULL;
+        goto fresh;
+    }
+    if ((p = ot__inj_pop(s))) goto fresh;
+    if (timers) {
+        ot__timers_run(s, ot__now_ns());
+        if ((p = ot__runq_pop(&s->rq[0])) || (p = ot__runq_pop(&s->rq[1])) ||
+            (p = pop_normal(s)))
+            goto fresh;
+    }
+    return NULL;
+fresh:
+    s->budget = reds;
+    return p;
+}
+
+static void run(ot__sched_t *s, ot__proc_t *p)
+{
+    struct ot_runtime *rt = s->rt;
+    for (;;) {
+        if (atomic_load_explicit(&rt->killing, memory_order_relaxed)) {
+            ot__proc_destroy(s, p);
+            return;
+        }
+        /* We own p: it came from a queue or a won CAS. */
+        atomic_store_explicit(&p->state, p->wait_seq << 2, memory_order_relaxed);
+        s->current = p;
+        p->sched = s;
+        bump(&s->n_switches);
+        ot__fiber_enter(s, p);
+        ot__ctx_switch(&s->sp, p->sp);
+        ot__fiber_entered_sched(s);
+        s->current = NULL;
+        if (!ot__stack_ok(p->stack, p->sp))
+            ot__overflow_report(p, "its stack canary was overwritten");
+
+        int reason = p->yield_reason;
+        if (reason == OT__Y_EXIT) {
+            ot__proc_destroy(s, p);
+            return;
+        }
+        if (reason == OT__Y_YIELD) {
+            ot__local_push(s, p);
+            return;
+        }
+        /* WAIT or SLEEP: publish, then look once more (see MAILBOX.md). */
+        uint64_t w = (p->wait_seq << 2) |
+                     (reason == OT__Y_WAIT ? OT__ST_WAITING : OT__ST_SLEEPING);
+        /* seq_cst: the sleeper's half of the handshakes with senders and
+         * with the timer (store state, then load tail / timer_fired). */
+        atomic_store_explicit(&p->state, w, memory_order_seq_cst);
+        bool again = atomic_load_explicit(&rt->killing, memory_order_seq_cst) ||
+                     (reason == OT__Y_WAIT && ot__mpsc_maybe_nonempty(&p->mbox)) ||
+                     (p->has_deadline && atomic_load_explicit(&p->timer_fired,
+                                                              memory_order_seq_cst) ==
+                                             p->wait_seq);
+        if (!again) return;
+        if (!atomic_compare_exchange_strong_explicit(&p->state, &w, p->wait_seq << 2,
+                                                     memory_order_acq_rel,
+                                                     memory_order_relaxed))
+            return; /* a waker won: it queues p */
+        if (s->budget <= 0) {
+            ot__local_push(s, p);
+            return;
+        }
+    }
+}
+
+void ot__sched_loop(ot__sched_t *s)
+{
+    struct ot_runtime *rt = s->rt;
+    while (!atomic_load_explicit(&rt->shutdown, memory_order_acquire)) {
+        ot__proc_t *p = next_local(s);
+        if (!p) p = ot__find_work(s);
+        if (p) {
+            if (p->sched != s) p->sched = s;
+            run(s, p);
+        }
+        if ((s->tick & 15) == 0) ot__rcu_quiescent();
+    }
+}
