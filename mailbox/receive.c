@@ -98,6 +98,7 @@ static int recv(ot__proc_t *p, ot_match_fn match, void *arg, ot_ref_t ref,
             continue;
         }
         if (timeout_ms == 0 || (deadline && ot__now_ns() >= deadline)) {
+            p->scanned += (uint64_t)looked;
             charge(p, looked);
             return -ETIMEDOUT;
         }
@@ -105,6 +106,7 @@ static int recv(ot__proc_t *p, ot_match_fn match, void *arg, ot_ref_t ref,
         /* p may now run on another scheduler; p itself is unchanged. */
     }
 found:
+    p->scanned += (uint64_t)looked;
     if (ref && m->ref == ref && p->mark_ref == ref) {
         /* The reply came: the mark has served. */
         p->mark_ref = 0;

@@ -81,6 +81,7 @@ struct ot__proc {
     size_t save_len;
     ot_msg_t *mark;               /* newest-ref mark: scan after this */
     ot_ref_t mark_ref;            /* 0 = no mark */
+    uint64_t scanned;             /* messages examined by receives (tests) */
 
     void *tsan_fiber;
     void *asan_fake;
