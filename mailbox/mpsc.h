@@ -110,13 +110,15 @@ static inline ot__mpsc_node_t *ot__mpsc_pop_wait(ot__mpsc_t *q)
     }
 }
 
-/* Consumer only: could a pop find something? seq_cst load of tail: the
- * consumer's half of the Dekker handshake (store WAITING; load tail). */
+/* Could a pop find something? Called by the consumer's scheduler after the
+ * consumer last saw the queue empty (so head is the stub), possibly while
+ * the consumer already runs elsewhere: it reads only atomics, never head.
+ * seq_cst loads: the waiter's half of the Dekker handshake (store WAITING;
+ * load tail) against push's exchange-then-load. */
 static inline bool ot__mpsc_maybe_nonempty(ot__mpsc_t *q)
 {
-    if (q->head != &q->stub) return true;
-    if (atomic_load_explicit(&q->stub.next, memory_order_seq_cst)) return true;
-    return atomic_load_explicit(&q->tail, memory_order_seq_cst) != &q->stub;
+    if (atomic_load_explicit(&q->tail, memory_order_seq_cst) != &q->stub) return true;
+    return atomic_load_explicit(&q->stub.next, memory_order_seq_cst) != NULL;
 }
 
 #endif

@@ -10,14 +10,11 @@ ot_msg_t *ot__msg_alloc(ot__sched_t *s, size_t len)
 {
     size_t total = sizeof(ot_msg_t) + len;
     ot_msg_t *m = NULL;
-    if (s) {
-        for (int c = 0; c < OT__MSG_CLASSES; c++) {
-            if (total <= ((size_t)1 << (OT__MSG_CLASS_MIN_SHIFT + c))) {
-                m = ot__pool_alloc(&s->msg_pool[c]);
-                if (m) m->pool = &s->msg_pool[c];
-                break;
-            }
-        }
+    if (s && total <= ((size_t)1 << (OT__MSG_CLASS_MIN_SHIFT + OT__MSG_CLASSES - 1))) {
+        /* Smallest power-of-two class that fits: 128 bytes is class 0. */
+        int c = total <= 128 ? 0 : (64 - __builtin_clzll(total - 1)) - OT__MSG_CLASS_MIN_SHIFT;
+        m = ot__pool_alloc(&s->msg_pool[c]);
+        if (m) m->pool = &s->msg_pool[c];
     }
     if (!m) {
         /* Large payloads, and senders that are not schedulers: glibc malloc
@@ -72,10 +69,9 @@ int ot__msg_deliver(struct ot_runtime *rt, ot__sched_t *s, ot_pid_t to, ot_msg_t
 }
 
 /* Count a reduction for a send from a process; yield when the turn is spent. */
-static void charge(ot__sched_t *s)
+static inline void charge(ot__sched_t *s, ot__proc_t *self)
 {
-    if (!s || !s->current) return;
-    if (--s->budget <= 0) ot__proc_switch_out(s->current, OT__Y_YIELD);
+    if (s && self && --s->budget <= 0) ot__proc_switch_out(self, OT__Y_YIELD);
 }
 
 static int send_common(ot_pid_t to, uint64_t tag, ot_ref_t ref, const void *data,
@@ -122,7 +118,7 @@ static int send_common(ot_pid_t to, uint64_t tag, ot_ref_t ref, const void *data
     }
     push_and_wake(s, p, m);
     if (!s) ot__ext_rcu_leave();
-    charge(s);
+    charge(s, self);
     return 0;
 fail:
     if (buf && free_fn) free_fn(buf);

@@ -87,12 +87,27 @@ static inline void ot__fiber_leave(ot__proc_t *p, ot__sched_t *s, int dying)
     __tsan_switch_to_fiber(s->tsan_fiber, 0);
 #endif
 }
-/* On the process's stack, after it was (re)started by scheduler s. */
+/* Process p -> process q directly (both on scheduler s). */
+static inline void ot__fiber_hand_over(ot__proc_t *p, ot__proc_t *q)
+{
+#ifdef OT_ASAN
+    __sanitizer_start_switch_fiber(&p->asan_fake, q->stack->lo, q->stack->size);
+#endif
+#ifdef OT_TSAN
+    __tsan_switch_to_fiber(q->tsan_fiber, 0);
+#endif
+}
+/* On the process's stack, after it was (re)started on scheduler s, from
+ * the scheduler's stack (whose bounds ASan tells us) or from a process. */
 static inline void ot__fiber_entered_proc(ot__proc_t *p, ot__sched_t *s)
 {
 #ifdef OT_ASAN
-    __sanitizer_finish_switch_fiber(p->asan_fake, &s->asan_bottom, &s->asan_size);
+    if (s->from_proc)
+        __sanitizer_finish_switch_fiber(p->asan_fake, NULL, NULL);
+    else
+        __sanitizer_finish_switch_fiber(p->asan_fake, &s->asan_bottom, &s->asan_size);
 #endif
+    s->from_proc = false;
 }
 
 /* Happens-before edges for RCU grace periods, which TSan cannot see inside

@@ -61,7 +61,8 @@ struct ot__proc {
 
     /* Owned by the process / the scheduler running it. */
     void *sp;                     /* saved context */
-    ot__stack_t *stack;           /* NULL for attached threads */
+    ot__stack_t *stack;           /* given at first run; NULL before, and for
+                                     attached threads */
     ot__stack_pools_t *stack_home;
     ot__pool_t *pool;             /* PCB's pool; NULL = aligned_alloc */
     void *pool_link;              /* PCB pool free-list link */
@@ -74,6 +75,7 @@ struct ot__proc {
     uint8_t external;             /* an attached thread, not a process */
     uint8_t low_skips;
     uint8_t has_deadline;
+    uint8_t stack_cls;            /* stack size class, for the first run */
     uint64_t wait_seq;
 
     /* Receive state (the process only). */
@@ -106,6 +108,9 @@ struct ot__sched {
     void *asan_fake;
     const void *asan_bottom;
     size_t asan_size;
+    ot__proc_t *pending;         /* switched out directly to another process:
+                                    its wait is published by whoever lands */
+    bool from_proc;              /* the last switch came from a process */
     uint64_t rng;
     uint64_t next_ref;
 
@@ -172,9 +177,6 @@ struct ot_runtime {
     _Atomic uint32_t rr;         /* round robin for external spawns */
     _Atomic uint64_t ext_spawned, ext_died, ext_refs;
 
-    pthread_mutex_t ext_lock;    /* external threads' stack pools */
-    ot__stack_pools_t ext_stacks;
-
     /* Reclaimer thread: frees dead PCBs after an RCU grace period. */
     pthread_t reclaimer;
     pthread_mutex_t rlock;
@@ -224,6 +226,12 @@ static inline bool ot__pid_in_range(struct ot_runtime *rt, ot_pid_t pid)
 /* Make a woken process runnable (after the caller won the CAS to
  * OT__ST_RUNNABLE). `s` is the calling thread's scheduler or NULL. */
 void ot__make_runnable(ot__sched_t *s, ot__proc_t *p, bool from_timer);
+/* On landing in a process after any switch: finish the switch-out of the
+ * process that handed over directly (publish its wait). */
+void ot__sched_settle(ot__sched_t *s);
+/* Publish that p (just switched out with OT__Y_WAIT/SLEEP) waits; true when
+ * it must run again at once (a message or its timer came meanwhile). */
+bool ot__publish_wait(ot__sched_t *s, ot__proc_t *p, int reason);
 /* Switch from process p back to its scheduler with `reason`. Returns when
  * p is resumed (never for OT__Y_EXIT). */
 void ot__proc_switch_out(ot__proc_t *p, int reason);
@@ -255,6 +263,8 @@ void ot__mailbox_drain(ot__proc_t *p, bool wait_busy);
 
 /* Processes (sched/proc.c). */
 void ot__proc_destroy(ot__sched_t *s, ot__proc_t *p);
+/* Give p its stack before its first run; false when memory is exhausted. */
+bool ot__proc_start_stack(ot__sched_t *s, ot__proc_t *p);
 void ot__proc_free(ot__proc_t *p);            /* after the grace period */
 
 /* Reclaimer (sched/reclaim.c). */

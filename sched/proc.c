@@ -14,10 +14,14 @@
 
 /* ---- thread-local state -------------------------------------------------- */
 
-static _Thread_local ot__sched_t *tls_sched;
-static _Thread_local ot__proc_t *tls_ext;
-static _Thread_local uint64_t tls_ext_gen;
-static _Thread_local int tls_rcu;
+/* initial-exec: a direct %fs-relative access instead of a __tls_get_addr
+ * call, on the hot path of every send. These few bytes fit the static TLS
+ * reserve even when libotter.so is dlopen()ed. */
+#define OT_TLS _Thread_local __attribute__((tls_model("initial-exec")))
+static OT_TLS ot__sched_t *tls_sched;
+static OT_TLS ot__proc_t *tls_ext;
+static OT_TLS uint64_t tls_ext_gen;
+static OT_TLS int tls_rcu;
 
 __attribute__((noinline)) ot__sched_t *ot__tls_sched(void)
 {
@@ -47,6 +51,12 @@ ot__proc_t *ot__self(void)
 {
     ot__sched_t *s = ot__tls_sched();
     return s ? s->current : ot__tls_ext();
+}
+
+ot_pid_t ot_self(void)
+{
+    ot__proc_t *p = ot__self();
+    return p ? atomic_load_explicit(&p->pid, memory_order_relaxed) : OT_PID_NONE;
 }
 
 /* ---- RCU read side for threads that are not schedulers ------------------- */
@@ -97,6 +107,7 @@ static void proc_boot(void *arg)
 {
     ot__proc_t *p = arg;
     ot__fiber_entered_proc(p, p->sched);
+    ot__sched_settle(p->sched);
     p->fn(p->arg);
     ot__proc_switch_out(p, OT__Y_EXIT);
     __builtin_unreachable();
@@ -143,42 +154,27 @@ int ot_spawn(ot_entry_fn fn, void *arg, const ot_spawn_opts_t *opts, ot_pid_t *o
     int cls = ot__stack_class(o.stack_size ? o.stack_size : rt->default_stack);
     if (cls < 0) return -EINVAL;
 
+    /* The stack is given when the process first runs (sched/sched.c): a
+     * process spawned but not yet started holds only its PCB, and a short-
+     * lived one takes a stack that the previous one just returned, warm. */
     ot__sched_t *s = ot__tls_sched();
     ot__proc_t *p;
-    ot__stack_t *st;
-    ot__stack_pools_t *home;
     if (s) {
         p = ot__pool_alloc(&s->pcb_pool);
         if (!p) return -ENOMEM;
         proc_init(p, &s->pcb_pool);
-        home = &s->stacks;
-        st = ot__stack_get(home, cls);
     } else {
         p = ext_pcb_alloc();
         if (!p) return -ENOMEM;
         proc_init(p, NULL);
-        home = &rt->ext_stacks;
-        pthread_mutex_lock(&rt->ext_lock);
-        st = ot__stack_get(home, cls);
-        pthread_mutex_unlock(&rt->ext_lock);
     }
-    if (!st) {
-        if (s) ot__pool_free(&s->pcb_pool, p, s);
-        else free(p);
-        return -ENOMEM;
-    }
-    p->stack = st;
-    p->stack_home = home;
+    p->stack_cls = (uint8_t)cls;
     p->fn = fn;
     p->arg = arg;
     p->prio = (uint8_t)o.priority;
     if (o.name) snprintf(p->name, sizeof p->name, "%s", o.name);
-    p->sp = ot__ctx_init(ot__stack_top(st), proc_boot, p);
-    ot__fiber_create(p);
     int rc = proc_publish(rt, s, p);
     if (rc != 0) {
-        ot__fiber_destroy(p);
-        ot__stack_put(home, st, s ? (const void *)s : (const void *)home);
         if (s) ot__pool_free(&s->pcb_pool, p, s);
         else free(p);
         return rc;
@@ -202,7 +198,20 @@ int ot_spawn(ot_entry_fn fn, void *arg, const ot_spawn_opts_t *opts, ot_pid_t *o
         p->sched = target;
         ot__inject(target, p);
     }
+    /* A spawn costs a reduction, as in the BEAM: a process spawning in a
+     * loop lets its children run. */
+    if (s && s->current && --s->budget <= 0) ot__proc_switch_out(s->current, OT__Y_YIELD);
     return 0;
+}
+
+bool ot__proc_start_stack(ot__sched_t *s, ot__proc_t *p)
+{
+    p->stack = ot__stack_get(&s->stacks, p->stack_cls);
+    if (!p->stack) return false;
+    p->stack_home = &s->stacks;
+    p->sp = ot__ctx_init(ot__stack_top(p->stack), proc_boot, p);
+    ot__fiber_create(p);
+    return true;
 }
 
 /* ---- switching and waiting ----------------------------------------------- */
@@ -211,10 +220,35 @@ void ot__proc_switch_out(ot__proc_t *p, int reason)
 {
     ot__sched_t *s = p->sched;
     p->yield_reason = (uint8_t)reason;
-    ot__fiber_leave(p, s, reason == OT__Y_EXIT);
-    ot__ctx_switch(&p->sp, s->sp);
+    ot__proc_t *q = s->runnext;
+    if (q && reason >= OT__Y_WAIT && reason <= OT__Y_SLEEP && s->budget > 0 &&
+        !ot__runq_len(&s->rq[0]) && !ot__runq_len(&s->rq[1]) &&
+        !atomic_load_explicit(&s->rt->killing, memory_order_relaxed)) {
+        /* Hand the core straight to the run-next process (it inherits the
+         * rest of the turn), skipping the scheduler's stack: q publishes
+         * p's wait once it is running (ot__sched_settle), since only then
+         * is p off its stack and safe for a waker to resume elsewhere. */
+        s->runnext = NULL;
+        s->pending = p;
+        s->current = q;
+        q->sched = s;
+        atomic_store_explicit(&q->state, q->wait_seq << 2, memory_order_relaxed);
+        atomic_store_explicit(&s->n_switches,
+                              atomic_load_explicit(&s->n_switches, memory_order_relaxed) + 1,
+                              memory_order_relaxed);
+        atomic_store_explicit(&s->n_runnext,
+                              atomic_load_explicit(&s->n_runnext, memory_order_relaxed) + 1,
+                              memory_order_relaxed);
+        s->from_proc = true;
+        ot__fiber_hand_over(p, q);
+        ot__ctx_switch(&p->sp, q->sp);
+    } else {
+        ot__fiber_leave(p, s, reason == OT__Y_EXIT);
+        ot__ctx_switch(&p->sp, s->sp);
+    }
     /* Resumed, perhaps by another scheduler: it set p->sched. */
     ot__fiber_entered_proc(p, p->sched);
+    ot__sched_settle(p->sched);
 }
 
 /* An attached thread waits on its futex. */

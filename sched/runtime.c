@@ -118,8 +118,6 @@ static void rt_free(struct ot_runtime *rt)
             if (rt->scheds[i]) sched_free(rt->scheds[i]);
         free(rt->scheds);
     }
-    ot__stack_pools_destroy(&rt->ext_stacks);
-    pthread_mutex_destroy(&rt->ext_lock);
     if (rt->table) munmap(rt->table, rt->table_bytes);
     if (rt->tentries) munmap(rt->tentries, rt->tentries_bytes);
     ot__idx_destroy(&rt->pids);
@@ -156,8 +154,6 @@ int ot_runtime_start(const ot_config_t *cfgp, ot_runtime_t **out)
     rt->cfg.topology = NULL;
     rt->policy = *pol;
     rt->default_stack = ot__stack_class_size(ot__stack_class(cfg.stack_size));
-    pthread_mutex_init(&rt->ext_lock, NULL);
-    ot__stack_pools_init(&rt->ext_stacks, &rt->ext_stacks, NULL, -1);
     rc = ot__topo_init(&rt->topo, cfg.topology, cfg.schedulers);
     if (rc != 0) goto fail;
     rt->nsched = rt->topo.nsched;

@@ -151,6 +151,14 @@ static void run(ot__sched_t *s, ot__proc_t *p)
             ot__proc_destroy(s, p);
             return;
         }
+        if (!p->stack && !ot__proc_start_stack(s, p)) {
+            char pid[40];
+            ot_pid_format(atomic_load_explicit(&p->pid, memory_order_relaxed), pid, sizeof pid);
+            fprintf(stderr, "otter: no memory for the stack of process %s \"%s\"; it is "
+                            "dropped\n", pid, p->name);
+            ot__proc_destroy(s, p);
+            return;
+        }
         /* We own p: it came from a queue or a won CAS. */
         atomic_store_explicit(&p->state, p->wait_seq << 2, memory_order_relaxed);
         s->current = p;
@@ -159,6 +167,9 @@ static void run(ot__sched_t *s, ot__proc_t *p)
         ot__fiber_enter(s, p);
         ot__ctx_switch(&s->sp, p->sp);
         ot__fiber_entered_sched(s);
+        /* The process that switched back may not be p: p may have handed
+         * the core to its run-next process directly. */
+        p = s->current;
         s->current = NULL;
         if (!ot__stack_ok(p->stack, p->sp))
             ot__overflow_report(p, "its stack canary was overwritten");
@@ -172,26 +183,46 @@ static void run(ot__sched_t *s, ot__proc_t *p)
             ot__local_push(s, p);
             return;
         }
-        /* WAIT or SLEEP: publish, then look once more (see MAILBOX.md). */
-        uint64_t w = (p->wait_seq << 2) |
-                     (reason == OT__Y_WAIT ? OT__ST_WAITING : OT__ST_SLEEPING);
-        /* seq_cst: the sleeper's half of the handshakes with senders and
-         * with the timer (store state, then load tail / timer_fired). */
-        atomic_store_explicit(&p->state, w, memory_order_seq_cst);
-        bool again = atomic_load_explicit(&rt->killing, memory_order_seq_cst) ||
-                     (reason == OT__Y_WAIT && ot__mpsc_maybe_nonempty(&p->mbox)) ||
-                     (p->has_deadline && atomic_load_explicit(&p->timer_fired,
-                                                              memory_order_seq_cst) ==
-                                             p->wait_seq);
-        if (!again) return;
-        if (!atomic_compare_exchange_strong_explicit(&p->state, &w, p->wait_seq << 2,
-                                                     memory_order_acq_rel,
-                                                     memory_order_relaxed))
-            return; /* a waker won: it queues p */
+        if (!ot__publish_wait(s, p, reason)) return;
         if (s->budget <= 0) {
             ot__local_push(s, p);
             return;
         }
+    }
+}
+
+bool ot__publish_wait(ot__sched_t *s, ot__proc_t *p, int reason)
+{
+    struct ot_runtime *rt = s->rt;
+    /* Read p's own fields first: once the state is published, a waker may
+     * resume p on another scheduler, and they are p's again. */
+    uint64_t seq = p->wait_seq;
+    bool has_deadline = p->has_deadline;
+    uint64_t w = (seq << 2) | (reason == OT__Y_WAIT ? OT__ST_WAITING : OT__ST_SLEEPING);
+    /* seq_cst: the sleeper's half of the handshakes with senders and with
+     * the timer (store state, then load tail / timer_fired); see MAILBOX.md. */
+    atomic_store_explicit(&p->state, w, memory_order_seq_cst);
+    bool again =
+        atomic_load_explicit(&rt->killing, memory_order_seq_cst) ||
+        (reason == OT__Y_WAIT && ot__mpsc_maybe_nonempty(&p->mbox)) ||
+        (has_deadline && atomic_load_explicit(&p->timer_fired, memory_order_seq_cst) == seq);
+    if (!again) return false;
+    /* acq_rel: losing means a waker won and queues p itself. */
+    return atomic_compare_exchange_strong_explicit(&p->state, &w, seq << 2,
+                                                   memory_order_acq_rel,
+                                                   memory_order_relaxed);
+}
+
+void ot__sched_settle(ot__sched_t *s)
+{
+    ot__proc_t *prev = s->pending;
+    if (!prev) return;
+    s->pending = NULL;
+    if (!ot__stack_ok(prev->stack, prev->sp))
+        ot__overflow_report(prev, "its stack canary was overwritten");
+    if (ot__publish_wait(s, prev, prev->yield_reason)) {
+        ot__local_push(s, prev);
+        ot__wake_one_if_needed(s->rt);
     }
 }
 
