@@ -102,6 +102,17 @@ void ot__pool_free(ot__pool_t *p, void *obj, const void *me)
                                                     memory_order_relaxed));
 }
 
+void ot__pool_free_chain(ot__pool_t *p, void *first, void *last)
+{
+    void *head = atomic_load_explicit(&p->remote, memory_order_relaxed);
+    do {
+        LINK(p, last) = head;
+        /* Release: as in ot__pool_free, for the whole chain. */
+    } while (!atomic_compare_exchange_weak_explicit(&p->remote, &head, first,
+                                                    memory_order_release,
+                                                    memory_order_relaxed));
+}
+
 void ot__pool_destroy(ot__pool_t *p)
 {
     for (size_t i = 0; i < p->nslabs; i++) munmap(p->slabs[i], p->slab_size);

@@ -47,6 +47,14 @@ void *ot__pool_alloc(ot__pool_t *p);
 /* Any thread; `me` identifies the calling thread's scheduler (NULL for other
  * threads): equal to the owner, the free is local, else remote. */
 void ot__pool_free(ot__pool_t *p, void *obj, const void *me);
+/* Free a chain of objects already linked through their link words, first
+ * to last, with one CAS (a thread that is not the owner). */
+void ot__pool_free_chain(ot__pool_t *p, void *first, void *last);
+/* Where an object's free-list link lives. */
+static inline void **ot__pool_link(ot__pool_t *p, void *obj)
+{
+    return (void **)((char *)obj + p->link_off);
+}
 /* No thread may use the pool any more. Unmaps every slab. */
 void ot__pool_destroy(ot__pool_t *p);
 

@@ -76,9 +76,10 @@ void ot__wake_sched(ot__sched_t *s)
 
 void ot__wake_one_if_needed(struct ot_runtime *rt)
 {
-    /* seq_cst fence: publish the new work before reading nparked; pairs
-     * with the parker's seq_cst increment of nparked and its re-check. */
-    atomic_thread_fence(memory_order_seq_cst);
+    /* No fence here, as in Go's wakep: the work was pushed onto the caller's
+     * own queue, which its owner runs anyway, so a parker that misses it
+     * costs parallelism for a moment, never liveness. Work handed to another
+     * scheduler goes through ot__wake_sched, which does fence. */
     if (atomic_load_explicit(&rt->nparked, memory_order_relaxed) == 0) return;
     if (atomic_load_explicit(&rt->nsearching, memory_order_relaxed) != 0) return;
     int zero = 0;

@@ -39,11 +39,29 @@ static void *reclaimer_main(void *arg)
 
         urcu_qsbr_synchronize_rcu();
         ot__tsan_acquire(&ot__rcu_sync);
+        /* PCBs of one pool come in runs (a batch is one scheduler's): give
+         * each run back with one CAS. */
+        ot__pool_t *pool = NULL;
+        void *first = NULL, *last = NULL;
         while (list) {
             ot__proc_t *next = list->qnext;
-            ot__proc_free(list);
+            ot__pool_t *pp = list->pool;
+            ot__mailbox_drain(list, true); /* what late senders pushed */
+            if (!pp) {
+                ot__proc_free(list);
+            } else {
+                if (pp != pool && first) ot__pool_free_chain(pool, first, last);
+                if (pp != pool) {
+                    pool = pp;
+                    first = last = NULL;
+                }
+                if (last) *ot__pool_link(pool, last) = list;
+                else first = list;
+                last = list;
+            }
             list = next;
         }
+        if (first) ot__pool_free_chain(pool, first, last);
         pthread_mutex_lock(&rt->rlock);
         rt->rgen++;
     }
