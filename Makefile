@@ -4,12 +4,15 @@ TYPE  ?= Release
 JOBS  ?= $(shell nproc)
 BENCH_ARGS ?=
 
-.PHONY: all deps configure build test bench bench-compare install format clean
+.PHONY: all deps deps-test configure build test bench bench-compare install format clean
 
 all: build
 
 deps:
 	@bash scripts/deps.sh
+
+deps-test:
+	@bash scripts/deps.sh test
 
 configure: deps
 	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=$(TYPE) >/dev/null
@@ -17,7 +20,7 @@ configure: deps
 build: configure
 	@cmake --build $(BUILD) -j$(JOBS)
 
-test: build
+test: deps-test build
 	@cd $(BUILD) && ctest --output-on-failure -j$(JOBS)
 
 bench: build

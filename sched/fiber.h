@@ -28,6 +28,7 @@
 #endif
 
 #ifdef OT_ASAN
+#include <sanitizer/asan_interface.h>
 #include <sanitizer/common_interface_defs.h>
 #endif
 #ifdef OT_TSAN
@@ -42,8 +43,19 @@ static inline void ot__fiber_sched_init(ot__sched_t *s)
 #endif
 }
 
+/* A new process on p->stack, before its first switch. */
 static inline void ot__fiber_create(ot__proc_t *p)
 {
+#ifdef OT_ASAN
+    /* The stack may have belonged to a process that never unwound (it
+     * called ot_exit from inside deeper frames, or ot_runtime_stop killed
+     * it), or its memory may be a new mapping at an address a stopped
+     * runtime used: ASan's shadow still marks the redzones of those frames,
+     * and the new process's frames at the same addresses were reported as
+     * stack-buffer-underflow (tests/test_lifecycle.c, start_stop_many).
+     * Start from a clean shadow. */
+    if (p->stack) __asan_unpoison_memory_region(p->stack->lo, p->stack->size);
+#endif
 #ifdef OT_TSAN
     p->tsan_fiber = __tsan_create_fiber(0);
 #endif

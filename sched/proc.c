@@ -120,10 +120,25 @@ static void proc_init(ot__proc_t *p, ot__pool_t *pool)
     p->pool = pool;
 }
 
+/* The per-scheduler pid cache takes and returns table slots without the
+ * global lock, but it strands up to OT__IDX_CACHE free slots per scheduler
+ * where no other thread can use them. In a small table that is a large part
+ * of it: with max_processes = 16, a spawn from another thread got -EAGAIN
+ * ("table full") with one process alive, the free slots sitting in the
+ * caches of the schedulers its processes died on (tests/test_badinput.c).
+ * So tables where the caches could hold more than 1/64 of the slots use the
+ * global allocator only. Fixed for the runtime's life: a slot goes back the
+ * way it came. */
+static ot__idx_cache_t *pid_cache(struct ot_runtime *rt, ot__sched_t *s)
+{
+    if (!s || (uint64_t)rt->max_procs < (uint64_t)rt->nsched * OT__IDX_CACHE * 64) return NULL;
+    return &s->pid_cache;
+}
+
 /* Give p a pid in the table (published last, with release). */
 static int proc_publish(struct ot_runtime *rt, ot__sched_t *s, ot__proc_t *p)
 {
-    int64_t idx = ot__idx_get(&rt->pids, s ? &s->pid_cache : NULL);
+    int64_t idx = ot__idx_get(&rt->pids, pid_cache(rt, s));
     if (idx < 0) return (int)idx;
     uint32_t gen = ++rt->table[idx].gen;
     if (gen == 0) gen = ++rt->table[idx].gen; /* generation 0 is never used */
@@ -357,7 +372,7 @@ void ot__proc_destroy(ot__sched_t *s, ot__proc_t *p)
         p->stack = NULL;
     }
     ot__fiber_destroy(p);
-    ot__idx_put(&rt->pids, s ? &s->pid_cache : NULL, idx);
+    ot__idx_put(&rt->pids, pid_cache(rt, s), idx);
     if (s) {
         atomic_store_explicit(&s->n_died,
                               atomic_load_explicit(&s->n_died, memory_order_relaxed) + 1,

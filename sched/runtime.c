@@ -160,7 +160,8 @@ int ot_runtime_start(const ot_config_t *cfgp, ot_runtime_t **out)
     if (cfg.topology) rt->cfg.bind = 0;
 
     rc = -ENOMEM;
-    rt->max_procs = (uint32_t)cfg.max_processes;
+    /* Slot 0 is never a pid: max_processes live processes need one more. */
+    rt->max_procs = (uint32_t)cfg.max_processes + 1;
     rt->table_bytes = (size_t)rt->max_procs * sizeof(ot__slot_t);
     rt->table = map_table(rt->table_bytes);
     rt->tentries_bytes = (size_t)OT__MAX_TIMERS * sizeof(ot__timer_entry_t);

@@ -19,6 +19,15 @@ checks=(
   "valgrind:test -f /usr/include/valgrind/valgrind.h"
 )
 
+# `deps.sh test` also brings what the tests need beyond the build: the AArch64
+# cross compiler and qemu-user, for the AArch64 context-switch test.
+if [ "${1:-}" = test ]; then
+  checks+=(
+    "gcc-aarch64-linux-gnu:command -v aarch64-linux-gnu-gcc"
+    "qemu-user:command -v qemu-aarch64"
+  )
+fi
+
 missing=()
 for entry in "${checks[@]}"; do
   pkg=${entry%%:*}

@@ -48,8 +48,8 @@ void ot_config_init(ot_config_t *cfg);
 /* Start the runtime: discover the topology, start the scheduler threads.
  * `cfg` NULL means defaults. On success *out owns the runtime until
  * ot_runtime_stop. Errors: -EINVAL (NULL out, bad field, unknown policy),
- * -EBUSY (a runtime already runs), -ENOMEM, -EAGAIN (threads).
- * Call from a thread that is not a scheduler. */
+ * -EBUSY (a runtime already runs), -ENOMEM, -EAGAIN (threads), -EPERM
+ * (called from a scheduler thread, i.e. from a process). */
 int ot_runtime_start(const ot_config_t *cfg, ot_runtime_t **out);
 
 /* Stop the runtime: every live process is sent a message with tag
@@ -65,9 +65,10 @@ int ot_runtime_stop(ot_runtime_t *rt);
 /* Number of scheduler threads of `rt`, or -EINVAL. */
 int ot_runtime_schedulers(const ot_runtime_t *rt);
 
-/* Block the calling (non-process) thread until no process is alive, or
- * `timeout_ms` passes (-1 = forever). Returns 0, -ETIMEDOUT, -EINVAL, or
- * -EPERM from a process. Attached threads do not count as alive. */
+/* Block the calling thread until no process is alive, or `timeout_ms`
+ * passes (-1 = forever). Returns 0, -ETIMEDOUT, -EINVAL, or -EPERM from a
+ * process or an attached thread (it would wait on itself). Attached threads
+ * do not count as alive. */
 int ot_runtime_wait_idle(ot_runtime_t *rt, int64_t timeout_ms);
 
 /* Names of the built-in policies, NULL-terminated. Static storage. */
