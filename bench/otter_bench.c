@@ -158,19 +158,23 @@ int main(int argc, char **argv)
     for (unsigned wi = 0; wi < otb_nworkloads; wi++) {
         const otb_workload_t *w = &otb_workloads[wi];
         if (filter && regexec(&re, w->name, 0, NULL, 0) != 0) continue;
-        ot_runtime_t *rt;
-        int rc = ot_runtime_start(&cfg, &rt);
-        if (rc < 0) {
-            fprintf(stderr, "otter-bench: cannot start the runtime: %s\n", ot_strerror(rc));
-            return 1;
-        }
-        nsched_used = (unsigned)ot_runtime_schedulers(rt);
-        ot_pid_t me;
-        ot_attach(&me);
+        /* Each repetition in a fresh runtime: pools keep their high-water
+         * mark while a runtime runs, which would hide the memory of
+         * idle_process_bytes and warm the caches of the next repetition. */
         job_t *runs = calloc(reps, sizeof *runs);
         double *ns = calloc(reps, sizeof *ns);
+        ot_sched_stats_t total = {0};
         int ok = 1;
         for (unsigned k = 0; k < reps && ok; k++) {
+            ot_runtime_t *rt;
+            int rc = ot_runtime_start(&cfg, &rt);
+            if (rc < 0) {
+                fprintf(stderr, "otter-bench: cannot start the runtime: %s\n", ot_strerror(rc));
+                return 1;
+            }
+            nsched_used = (unsigned)ot_runtime_schedulers(rt);
+            ot_pid_t me;
+            ot_attach(&me);
             runs[k] = (job_t){.w = w, .main = me};
             rc = ot_spawn(driver, &runs[k], NULL, NULL);
             ot_msg_t *m;
@@ -179,23 +183,29 @@ int main(int argc, char **argv)
             if (rc < 0 || runs[k].rc < 0) {
                 fprintf(stderr, "otter-bench: %s failed\n", w->name);
                 ok = 0;
-                break;
+            } else {
+                ns[k] = isnan(runs[k].r.ns_per_op) ? runs[k].r.value : runs[k].r.ns_per_op;
+                ot_runtime_wait_idle(rt, 60000);
             }
-            ns[k] = isnan(runs[k].r.ns_per_op) ? runs[k].r.value : runs[k].r.ns_per_op;
-            ot_runtime_wait_idle(rt, 60000);
-        }
-        ot_detach();
-        if (stats) {
+            ot_detach();
             ot_sched_stats_t st;
             ot_runtime_stats(rt, &st);
+            total.switches += st.switches;
+            total.runnext_hits += st.runnext_hits;
+            total.steals += st.steals;
+            total.stolen += st.stolen;
+            total.parks += st.parks;
+            total.wakeups += st.wakeups;
+            ot_runtime_stop(rt);
+        }
+        if (stats)
             fprintf(stderr,
                     "%s: switches %llu runnext %llu steals %llu stolen %llu parks %llu "
                     "wakeups %llu\n",
-                    w->name, (unsigned long long)st.switches, (unsigned long long)st.runnext_hits,
-                    (unsigned long long)st.steals, (unsigned long long)st.stolen,
-                    (unsigned long long)st.parks, (unsigned long long)st.wakeups);
-        }
-        ot_runtime_stop(rt);
+                    w->name, (unsigned long long)total.switches,
+                    (unsigned long long)total.runnext_hits, (unsigned long long)total.steals,
+                    (unsigned long long)total.stolen, (unsigned long long)total.parks,
+                    (unsigned long long)total.wakeups);
         if (!ok) {
             failed++;
             free(runs);
