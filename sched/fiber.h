@@ -100,10 +100,10 @@ static inline void ot__fiber_leave(ot__proc_t *p, ot__sched_t *s, int dying)
 #endif
 }
 /* Process p -> process q directly (both on scheduler s). */
-static inline void ot__fiber_hand_over(ot__proc_t *p, ot__proc_t *q)
+static inline void ot__fiber_hand_over(ot__proc_t *p, ot__proc_t *q, int dying)
 {
 #ifdef OT_ASAN
-    __sanitizer_start_switch_fiber(&p->asan_fake, q->stack->lo, q->stack->size);
+    __sanitizer_start_switch_fiber(dying ? NULL : &p->asan_fake, q->stack->lo, q->stack->size);
 #endif
 #ifdef OT_TSAN
     __tsan_switch_to_fiber(q->tsan_fiber, 0);

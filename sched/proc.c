@@ -213,9 +213,13 @@ int ot_spawn(ot_entry_fn fn, void *arg, const ot_spawn_opts_t *opts, ot_pid_t *o
         p->sched = target;
         ot__inject(target, p);
     }
-    /* A spawn costs a reduction, as in the BEAM: a process spawning in a
-     * loop lets its children run. */
-    if (s && s->current && --s->budget <= 0) ot__proc_switch_out(s->current, OT__Y_YIELD);
+    /* A spawn costs a reduction, as in the BEAM. And a process that has
+     * filled half of its scheduler's run queue with new processes yields to
+     * them: spawning further would only spill them to the injection queue
+     * and grow the working set past the caches (back-pressure on spawn). */
+    if (s && s->current &&
+        (--s->budget <= 0 || ot__runq_len(&s->rq[2]) >= OT__RUNQ_SIZE / 2))
+        ot__proc_switch_out(s->current, OT__Y_YIELD);
     return 0;
 }
 
@@ -236,13 +240,14 @@ void ot__proc_switch_out(ot__proc_t *p, int reason)
     ot__sched_t *s = p->sched;
     p->yield_reason = (uint8_t)reason;
     ot__proc_t *q = s->runnext;
-    if (q && reason >= OT__Y_WAIT && reason <= OT__Y_SLEEP && s->budget > 0 &&
+    if (q && reason != OT__Y_YIELD && s->budget > 0 &&
         !ot__runq_len(&s->rq[0]) && !ot__runq_len(&s->rq[1]) &&
         !atomic_load_explicit(&s->rt->killing, memory_order_relaxed)) {
         /* Hand the core straight to the run-next process (it inherits the
          * rest of the turn), skipping the scheduler's stack: q publishes
-         * p's wait once it is running (ot__sched_settle), since only then
-         * is p off its stack and safe for a waker to resume elsewhere. */
+         * p's wait, or destroys p, once it is running (ot__sched_settle),
+         * since only then is p off its stack (and, if waiting, safe for a
+         * waker to resume elsewhere). */
         s->runnext = NULL;
         s->pending = p;
         s->current = q;
@@ -255,7 +260,7 @@ void ot__proc_switch_out(ot__proc_t *p, int reason)
                               atomic_load_explicit(&s->n_runnext, memory_order_relaxed) + 1,
                               memory_order_relaxed);
         s->from_proc = true;
-        ot__fiber_hand_over(p, q);
+        ot__fiber_hand_over(p, q, reason == OT__Y_EXIT);
         ot__ctx_switch(&p->sp, q->sp);
     } else {
         ot__fiber_leave(p, s, reason == OT__Y_EXIT);

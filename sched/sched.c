@@ -220,6 +220,10 @@ void ot__sched_settle(ot__sched_t *s)
     s->pending = NULL;
     if (!ot__stack_ok(prev->stack, prev->sp))
         ot__overflow_report(prev, "its stack canary was overwritten");
+    if (prev->yield_reason == OT__Y_EXIT) {
+        ot__proc_destroy(s, prev);
+        return;
+    }
     if (ot__publish_wait(s, prev, prev->yield_reason)) {
         ot__local_push(s, prev);
         ot__wake_one_if_needed(s->rt);
