@@ -1,5 +1,6 @@
 #include "alloc/stack.h"
 
+#include <limits.h>
 #include <stdio.h>
 #include <sys/mman.h>
 
@@ -7,12 +8,48 @@
 #include <valgrind/valgrind.h>
 #endif
 
+#ifndef MADV_GUARD_INSTALL
+#define MADV_GUARD_INSTALL 102 /* Linux 6.13: guard regions without new VMAs */
+#endif
+
 /* Remaining guard pages, process-wide. Relaxed: it is a budget, not a
  * synchronisation point; the mprotect that follows is what matters. */
 static _Atomic long guards_left = -2; /* -2: not set yet */
+/* OT__GUARD_MADVISE when the kernel installs guard regions in page tables
+ * (no mapping split, so every stack can have one), else OT__GUARD_MPROTECT.
+ * 0: not probed yet. */
+static _Atomic int mechanism;
+
+static int probe_mechanism(void)
+{
+    int m = OT__GUARD_MPROTECT;
+    void *page = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (page != MAP_FAILED) {
+        if (madvise(page, 4096, MADV_GUARD_INSTALL) == 0) m = OT__GUARD_MADVISE;
+        munmap(page, 4096);
+    }
+    return m;
+}
+
+int ot__stack_guard_mechanism(void)
+{
+    int m = atomic_load_explicit(&mechanism, memory_order_relaxed);
+    if (!m) {
+        m = probe_mechanism();
+        atomic_store_explicit(&mechanism, m, memory_order_relaxed);
+    }
+    return m;
+}
+
+void ot__stack_set_guard_mechanism(int m)
+{
+    atomic_store_explicit(&mechanism, m, memory_order_relaxed);
+}
 
 static long default_budget(void)
 {
+    /* Guard regions cost no map entries: every stack gets one. */
+    if (ot__stack_guard_mechanism() == OT__GUARD_MADVISE) return LONG_MAX / 2;
     long max = 65530;
     FILE *f = fopen("/proc/sys/vm/max_map_count", "r");
     if (f) {
@@ -60,7 +97,9 @@ static void carve(ot__pool_t *p, void *obj)
     st->size = p->obj_size;
     st->guarded = 0;
     if (take_guard()) {
-        if (mprotect(lo, 4096, PROT_NONE) == 0)
+        if (ot__stack_guard_mechanism() == OT__GUARD_MADVISE
+                ? madvise(lo, 4096, MADV_GUARD_INSTALL) == 0
+                : mprotect(lo, 4096, PROT_NONE) == 0)
             st->guarded = 1;
         else /* the map budget ran out after all: give the guard back */
             atomic_fetch_add_explicit(&guards_left, 1, memory_order_relaxed);

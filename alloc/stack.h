@@ -7,9 +7,11 @@
  * grows down from below it.
  *
  * Overflow detection, two layers:
- * - a guard page (PROT_NONE) at the bottom of the slot, for as many stacks
- *   as the process's mapping budget (vm.max_map_count) allows: each guard
- *   splits the mapping, costing two map entries;
+ * - a guard page at the bottom of the slot: on Linux 6.13 and later a guard
+ *   region (madvise MADV_GUARD_INSTALL: a page-table marker, no new mapping)
+ *   for every stack; on older kernels PROT_NONE (mprotect) for as many
+ *   stacks as the process's mapping budget (vm.max_map_count) allows, since
+ *   each such guard splits the mapping, costing two map entries;
  * - a zero canary: the lowest 64 usable bytes are reserved and must stay
  *   zero; they are checked, with the saved stack pointer, every time the
  *   process switches out. The canary is never written, so on a stack that
@@ -48,7 +50,14 @@ typedef struct ot__stack_pools {
     ot__pool_t cls[OT__STACK_CLASSES];
 } ot__stack_pools_t;
 
-/* Set the number of guard pages allowed process-wide (-1 = derive from
+enum { OT__GUARD_MADVISE = 1, OT__GUARD_MPROTECT = 2 };
+/* How guard pages are made here (probed once). */
+int ot__stack_guard_mechanism(void);
+/* Force a mechanism (tests of the mprotect path on new kernels). */
+void ot__stack_set_guard_mechanism(int m);
+
+/* Set the number of guard pages allowed process-wide (-1 = as many as the
+ * mechanism allows: every stack with guard regions, else derived from
  * vm.max_map_count). Call before any stack is carved. */
 void ot__stack_set_guard_budget(long budget);
 long ot__stack_guards_left(void);

@@ -320,6 +320,51 @@ static void mappings_do_not_grow(void **state) {
     ot__stack_set_guard_budget(0);
 }
 
+/* The tests above check the mprotect mechanism (the budget, PROT_NONE
+ * pages in /proc/self/maps), whatever the kernel offers. */
+static int force_mprotect(void **state) {
+    (void)state;
+    ot__stack_set_guard_mechanism(OT__GUARD_MPROTECT);
+    return 0;
+}
+
+/* Linux 6.13+: guard regions (MADV_GUARD_INSTALL) give every stack a guard
+ * page without splitting the mapping: the default budget covers all stacks,
+ * 64 guarded stacks add no line to /proc/self/maps, a read of the guard
+ * faults and the page above it does not. Skipped on older kernels. */
+static void guard_regions(void **state) {
+    (void)state;
+    ot__stack_set_guard_mechanism(0); /* probe the kernel */
+    if (ot__stack_guard_mechanism() != OT__GUARD_MADVISE) {
+        ot__stack_set_guard_mechanism(OT__GUARD_MPROTECT);
+        skip();
+    }
+    ot__stack_set_guard_budget(-1);
+    assert_true(ot__stack_guards_left() > 1000000000L);
+    ot__stack_pools_t sp;
+    ot__stack_pools_init(&sp, &OWNER, NULL, -1);
+    ot__stack_t *first = ot__stack_get(&sp, 0); /* the slab is mapped now */
+    assert_non_null(first);
+    long before = count_maps();
+    ot__stack_t *st[64];
+    for (int i = 0; i < 64; i++) {
+        st[i] = ot__stack_get(&sp, 0);
+        assert_non_null(st[i]);
+        assert_int_equal(st[i]->guarded, 1);
+    }
+    assert_true(count_maps() <= before + 1);
+    for (int i = 0; i < 64; i += 21) {
+        assert_true(child_read_faults(st[i]->lo));
+        assert_true(child_read_faults(st[i]->lo + 4095));
+        assert_false(child_read_faults(st[i]->lo + 4096));
+        assert_true(ot__stack_in_guard(st[i], st[i]->lo));
+        assert_true(ot__stack_ok(st[i], ot__stack_floor(st[i])));
+    }
+    ot__stack_pools_destroy(&sp);
+    ot__stack_set_guard_mechanism(OT__GUARD_MPROTECT);
+    ot__stack_set_guard_budget(0);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(class_boundaries),
@@ -328,6 +373,7 @@ int main(void) {
         cmocka_unit_test(guard_pages_and_budget),
         cmocka_unit_test(put_get_keeps_descriptor),
         cmocka_unit_test(mappings_do_not_grow),
+        cmocka_unit_test(guard_regions),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return cmocka_run_group_tests(tests, force_mprotect, NULL);
 }

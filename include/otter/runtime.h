@@ -33,8 +33,9 @@ typedef struct ot_config {
     /* Grace period of ot_runtime_stop in milliseconds. Default 5000. */
     unsigned stop_grace_ms;
     /* How many process stacks get a guard page; past that, stacks rely on the
-     * canary checked at every switch. -1 = as many as vm.max_map_count
-     * comfortably allows (the default); 0 = none. */
+     * canary checked at every switch. -1 (the default) = all of them where
+     * the kernel has guard regions (Linux 6.13+, MADV_GUARD_INSTALL), else as
+     * many as vm.max_map_count comfortably allows; 0 = none. */
     long stack_guards;
     /* An hwloc synthetic topology description ("pack:2 core:4 pu:1") used
      * instead of this machine's, to simulate larger machines. Binding is
