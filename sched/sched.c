@@ -180,6 +180,14 @@ static void run(ot__sched_t *s, ot__proc_t *p)
             return;
         }
         if (reason == OT__Y_YIELD) {
+            /* The process woken into the run-next slot during this turn
+             * queues ahead of the one that spent the turn: otherwise a
+             * sender that keeps its budget busy would be picked again and
+             * again while its receiver waits in the slot. */
+            if (s->runnext) {
+                ot__local_push(s, s->runnext);
+                s->runnext = NULL;
+            }
             ot__local_push(s, p);
             return;
         }
