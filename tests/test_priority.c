@@ -259,6 +259,52 @@ static void low_runs_less_but_runs(void **state)
     stop_rt();
 }
 
+/* Fairness between a sender and its receiver on one scheduler: the
+ * receiver, woken into the run-next slot, must get its turn when the sender
+ * spends its budget, so the mailbox never holds much more than a turn's
+ * worth of messages (4000 reductions), not the whole stream. */
+#define FAIR_N 200000
+static atomic_long g_max_backlog;
+
+static void fair_receiver(void *arg)
+{
+    ot_pid_t done_to = (ot_pid_t)(uintptr_t)arg;
+    long max = 0;
+    for (int i = 0; i < FAIR_N; i++) {
+        long len = ot_mailbox_len();
+        if (len > max) max = len;
+        ot_msg_t *m;
+        PCHECK(ot_receive(NULL, NULL, OT_INFINITY, &m) == 0);
+        ot_msg_free(m);
+    }
+    atomic_store(&g_max_backlog, max);
+    ot_send(done_to, 1, NULL, 0);
+}
+
+static void fair_sender(void *arg)
+{
+    ot_pid_t to = (ot_pid_t)(uintptr_t)arg;
+    for (int i = 0; i < FAIR_N; i++) PCHECK(ot_send(to, 2, &i, sizeof i) == 0);
+}
+
+static void receiver_not_starved_by_sender(void **state)
+{
+    (void)state;
+    start_rt(1);
+    ot_pid_t me, rx;
+    assert_int_equal(ot_attach(&me), 0);
+    assert_int_equal(ot_spawn(fair_receiver, (void *)(uintptr_t)me, NULL, &rx), 0);
+    assert_int_equal(ot_spawn(fair_sender, (void *)(uintptr_t)rx, NULL, NULL), 0);
+    ot_msg_t *m;
+    assert_int_equal(ot_receive(NULL, NULL, 60000, &m), 0);
+    ot_msg_free(m);
+    assert_int_equal(ot_detach(), 0);
+    long max = atomic_load(&g_max_backlog);
+    assert_true(max > 0);
+    assert_true(max <= 3 * 4000);
+    stop_rt();
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -266,6 +312,7 @@ int main(void)
         cmocka_unit_test_teardown(woken_by_message, teardown),
         cmocka_unit_test_teardown(high_starves_normal_while_runnable, teardown),
         cmocka_unit_test_teardown(low_runs_less_but_runs, teardown),
+        cmocka_unit_test_teardown(receiver_not_starved_by_sender, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
