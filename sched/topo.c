@@ -33,15 +33,19 @@ static int nearness(const ot__topo_t *t, unsigned i, unsigned j)
     return d;
 }
 
-static const ot__topo_t *sort_t;
-static unsigned sort_i;
-static int cmp_victim(const void *x, const void *y)
+struct sort_ctx {
+    const ot__topo_t *t;
+    unsigned i;
+};
+
+static int cmp_victim(const void *x, const void *y, void *arg)
 {
+    const struct sort_ctx *c = arg;
     unsigned a = *(const uint16_t *)x, b = *(const uint16_t *)y;
-    int na = nearness(sort_t, sort_i, a), nb = nearness(sort_t, sort_i, b);
+    int na = nearness(c->t, c->i, a), nb = nearness(c->t, c->i, b);
     if (na != nb) return na > nb ? -1 : 1;
-    unsigned n = sort_t->nsched;
-    unsigned da = (a + n - sort_i) % n, db = (b + n - sort_i) % n;
+    unsigned n = c->t->nsched;
+    unsigned da = (a + n - c->i) % n, db = (b + n - c->i) % n;
     return da < db ? -1 : da > db;
 }
 
@@ -84,9 +88,8 @@ int ot__topo_init(ot__topo_t *t, const char *synthetic, unsigned nsched)
         unsigned k = 0;
         for (unsigned j = 0; j < n; j++)
             if (j != i) v[k++] = (uint16_t)j;
-        sort_t = t; /* start-up only, one thread */
-        sort_i = i;
-        qsort(v, nv, sizeof *v, cmp_victim);
+        struct sort_ctx ctx = {t, i};
+        qsort_r(v, nv, sizeof *v, cmp_victim, &ctx);
         uint16_t *g = &t->group[(size_t)i * nv];
         for (unsigned k2 = 0; k2 < nv; k2++)
             g[k2] = k2 == 0 ? 0
