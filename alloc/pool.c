@@ -97,9 +97,8 @@ void ot__pool_free(ot__pool_t *p, void *obj, const void *me)
         LINK(p, obj) = head;
         /* Release: the link store and everything this thread did with the
          * object are visible to the owner's acquire exchange. */
-    } while (!atomic_compare_exchange_weak_explicit(&p->remote, &head, obj,
-                                                    memory_order_release,
-                                                    memory_order_relaxed));
+    } while (!atomic_compare_exchange_weak_explicit(
+        &p->remote, &head, obj, memory_order_release, memory_order_relaxed));
 }
 
 void ot__pool_free_chain(ot__pool_t *p, void *first, void *last)
@@ -108,14 +107,14 @@ void ot__pool_free_chain(ot__pool_t *p, void *first, void *last)
     do {
         LINK(p, last) = head;
         /* Release: as in ot__pool_free, for the whole chain. */
-    } while (!atomic_compare_exchange_weak_explicit(&p->remote, &head, first,
-                                                    memory_order_release,
-                                                    memory_order_relaxed));
+    } while (!atomic_compare_exchange_weak_explicit(
+        &p->remote, &head, first, memory_order_release, memory_order_relaxed));
 }
 
 void ot__pool_destroy(ot__pool_t *p)
 {
-    for (size_t i = 0; i < p->nslabs; i++) munmap(p->slabs[i], p->slab_size);
+    for (size_t i = 0; i < p->nslabs; i++)
+        munmap(p->slabs[i], p->slab_size);
     free(p->slabs);
     p->slabs = NULL;
     p->nslabs = p->slabs_cap = 0;

@@ -23,16 +23,16 @@ typedef void (*ot__carve_fn)(ot__pool_t *pool, void *obj);
 
 struct ot__pool {
     /* Owner-only fields. */
-    void *local;          /* free list */
+    void *local;           /* free list */
     char *bump, *bump_end; /* uncarved rest of the newest slab */
     size_t obj_size, link_off, slab_size;
-    const void *owner;    /* identity of the owning thread's scheduler */
+    const void *owner;     /* identity of the owning thread's scheduler */
     ot__carve_fn on_carve; /* called once per object when first carved */
-    void *numa_topo;      /* hwloc_topology_t for placement, or NULL */
-    int numa_node;        /* logical index of the NUMA node, -1 = none */
-    void **slabs;         /* every slab, for destroy */
+    void *numa_topo;       /* hwloc_topology_t for placement, or NULL */
+    int numa_node;         /* logical index of the NUMA node, -1 = none */
+    void **slabs;          /* every slab, for destroy */
     size_t nslabs, slabs_cap;
-    size_t carved;        /* objects carved so far */
+    size_t carved; /* objects carved so far */
     /* Written by other threads: its own cache line. */
     alignas(64) _Atomic(void *) remote;
     char pad_[64 - sizeof(void *)];

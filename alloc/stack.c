@@ -81,8 +81,7 @@ static bool take_guard(void)
         n = atomic_load_explicit(&guards_left, memory_order_relaxed);
     }
     while (n > 0) {
-        if (atomic_compare_exchange_weak_explicit(&guards_left, &n, n - 1,
-                                                  memory_order_relaxed,
+        if (atomic_compare_exchange_weak_explicit(&guards_left, &n, n - 1, memory_order_relaxed,
                                                   memory_order_relaxed))
             return true;
     }
@@ -115,11 +114,15 @@ int ot__stack_class(size_t size)
 {
     if (size > ((size_t)1 << OT__STACK_MAX_SHIFT)) return -1;
     int c = 0;
-    while (((size_t)1 << (OT__STACK_MIN_SHIFT + c)) < size) c++;
+    while (((size_t)1 << (OT__STACK_MIN_SHIFT + c)) < size)
+        c++;
     return c;
 }
 
-size_t ot__stack_class_size(int cls) { return (size_t)1 << (OT__STACK_MIN_SHIFT + cls); }
+size_t ot__stack_class_size(int cls)
+{
+    return (size_t)1 << (OT__STACK_MIN_SHIFT + cls);
+}
 
 void ot__stack_pools_init(ot__stack_pools_t *sp, const void *owner, void *topo, int node)
 {
@@ -135,7 +138,8 @@ void ot__stack_pools_init(ot__stack_pools_t *sp, const void *owner, void *topo, 
 
 void ot__stack_pools_destroy(ot__stack_pools_t *sp)
 {
-    for (int c = 0; c < OT__STACK_CLASSES; c++) ot__pool_destroy(&sp->cls[c]);
+    for (int c = 0; c < OT__STACK_CLASSES; c++)
+        ot__pool_destroy(&sp->cls[c]);
 }
 
 ot__stack_t *ot__stack_get(ot__stack_pools_t *sp, int cls)

@@ -31,15 +31,15 @@
 #define OT__STACK_MIN_SHIFT 14 /* 16 KiB */
 #define OT__STACK_MAX_SHIFT 23 /* 8 MiB */
 #define OT__STACK_CLASSES (OT__STACK_MAX_SHIFT - OT__STACK_MIN_SHIFT + 1)
-#define OT__STACK_CANARY 64    /* bytes of zero canary */
-#define OT__STACK_RESERVE 256  /* canary + red zone kept below any valid sp */
+#define OT__STACK_CANARY 64   /* bytes of zero canary */
+#define OT__STACK_RESERVE 256 /* canary + red zone kept below any valid sp */
 
 typedef struct ot__stack {
-    void *link;        /* pool free-list link (when free) */
-    char *lo;          /* lowest byte of the slot */
-    size_t size;       /* slot size */
-    uint32_t guarded;  /* the lowest page is PROT_NONE */
-    uint32_t vg_id;    /* valgrind stack id */
+    void *link;       /* pool free-list link (when free) */
+    char *lo;         /* lowest byte of the slot */
+    size_t size;      /* slot size */
+    uint32_t guarded; /* the lowest page is PROT_NONE */
+    uint32_t vg_id;   /* valgrind stack id */
 } ot__stack_t;
 
 /* The descriptor is in the top 64 bytes of the slot. */
@@ -99,7 +99,8 @@ static inline bool ot__stack_ok(const ot__stack_t *st, const void *sp)
     if (st->guarded) return true;
     const volatile uint64_t *c = ot__stack_canary(st);
     uint64_t acc = 0;
-    for (int i = 0; i < OT__STACK_CANARY / 8; i++) acc |= c[i];
+    for (int i = 0; i < OT__STACK_CANARY / 8; i++)
+        acc |= c[i];
     return acc == 0;
 }
 

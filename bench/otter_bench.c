@@ -40,9 +40,10 @@ static int cmp_double(const void *a, const void *b)
 
 static void usage(FILE *f)
 {
-    fprintf(f,
-            "usage: otter-bench [--list] [--filter REGEX] [--schedulers N] [--policy P]\n"
-            "                   [--repetitions N] [--json FILE] [--baseline FILE.tsv] [--stats]\n");
+    fprintf(
+        f,
+        "usage: otter-bench [--list] [--filter REGEX] [--schedulers N] [--policy P]\n"
+        "                   [--repetitions N] [--json FILE] [--baseline FILE.tsv] [--stats]\n");
 }
 
 static const char *cpu_model(char *buf, size_t n)
@@ -78,8 +79,8 @@ static int load_baseline(const char *path, base_t *b, int max)
     while (fgets(line, sizeof line, f) && n < max) {
         if (strncmp(line, "name\t", 5) == 0) continue;
         char name[64], ns[64], p50[64], p99[64], p999[64], value[64];
-        if (sscanf(line, "%63[^\t]\t%63[^\t]\t%63[^\t]\t%63[^\t]\t%63[^\t]\t%63[^\t\n]", name, ns,
-                   p50, p99, p999, value) != 6)
+        if (sscanf(line, "%63[^\t]\t%63[^\t]\t%63[^\t]\t%63[^\t]\t%63[^\t]\t%63[^\t\n]", name,
+                   ns, p50, p99, p999, value) != 6)
             continue;
         snprintf(b[n].name, sizeof b[n].name, "%s", name);
         b[n].ns_per_op = strcmp(ns, "-") ? atof(ns) : NAN;
@@ -92,14 +93,18 @@ static int load_baseline(const char *path, base_t *b, int max)
 
 static void fmt(char *buf, size_t n, double v, const char *f)
 {
-    if (isnan(v)) snprintf(buf, n, "-");
-    else snprintf(buf, n, f, v);
+    if (isnan(v))
+        snprintf(buf, n, "-");
+    else
+        snprintf(buf, n, f, v);
 }
 
 static void json_num(FILE *f, const char *key, double v, int last)
 {
-    if (isnan(v)) fprintf(f, "\"%s\": null%s", key, last ? "" : ", ");
-    else fprintf(f, "\"%s\": %.3f%s", key, v, last ? "" : ", ");
+    if (isnan(v))
+        fprintf(f, "\"%s\": null%s", key, last ? "" : ", ");
+    else
+        fprintf(f, "\"%s\": %.3f%s", key, v, last ? "" : ", ");
 }
 
 int main(int argc, char **argv)
@@ -107,13 +112,16 @@ int main(int argc, char **argv)
     const char *filter = NULL, *json = NULL, *policy = NULL, *baseline = NULL;
     unsigned scheds = 0, reps = 1;
     int list = 0, stats = 0;
-    static const struct option opts[] = {
-        {"list", no_argument, 0, 'l'},         {"filter", required_argument, 0, 'f'},
-        {"schedulers", required_argument, 0, 's'}, {"policy", required_argument, 0, 'p'},
-        {"repetitions", required_argument, 0, 'r'}, {"json", required_argument, 0, 'j'},
-        {"baseline", required_argument, 0, 'b'}, {"help", no_argument, 0, 'h'},
-        {"stats", no_argument, 0, 'S'},
-        {0, 0, 0, 0}};
+    static const struct option opts[] = {{"list", no_argument, 0, 'l'},
+                                         {"filter", required_argument, 0, 'f'},
+                                         {"schedulers", required_argument, 0, 's'},
+                                         {"policy", required_argument, 0, 'p'},
+                                         {"repetitions", required_argument, 0, 'r'},
+                                         {"json", required_argument, 0, 'j'},
+                                         {"baseline", required_argument, 0, 'b'},
+                                         {"help", no_argument, 0, 'h'},
+                                         {"stats", no_argument, 0, 'S'},
+                                         {0, 0, 0, 0}};
     int c;
     while ((c = getopt_long(argc, argv, "lf:s:p:r:j:b:h", opts, NULL)) != -1) {
         switch (c) {
@@ -134,7 +142,8 @@ int main(int argc, char **argv)
         for (unsigned i = 0; i < otb_nworkloads; i++)
             printf("%-20s %s\n", otb_workloads[i].name, otb_workloads[i].what);
         printf("policies:");
-        for (const char *const *p = ot_policy_names(); *p; p++) printf(" %s", *p);
+        for (const char *const *p = ot_policy_names(); *p; p++)
+            printf(" %s", *p);
         printf("\n");
         return 0;
     }
@@ -238,8 +247,10 @@ int main(int argc, char **argv)
         fmt(p50, sizeof p50, r->p50_ns, "%.0f");
         fmt(p99, sizeof p99, r->p99_ns, "%.0f");
         fmt(p999, sizeof p999, r->p999_ns, "%.0f");
-        if (isnan(r->value)) snprintf(v, sizeof v, "-");
-        else snprintf(v, sizeof v, "%.0f %s", r->value, r->unit);
+        if (isnan(r->value))
+            snprintf(v, sizeof v, "-");
+        else
+            snprintf(v, sizeof v, "%.0f %s", r->value, r->unit);
         printf("%-20s %12s %14s %10s %10s %10s %22s", results[i].w->name, a, b, p50, p99, p999,
                v);
         for (int k = 0; k < nbase; k++) {
@@ -247,7 +258,7 @@ int main(int argc, char **argv)
             char bn[32], ratio[32];
             fmt(bn, sizeof bn, base[k].ns_per_op, "%.1f");
             double rt = !isnan(r->ns_per_op) ? base[k].ns_per_op / r->ns_per_op
-                                              : base[k].value / r->value;
+                                             : base[k].value / r->value;
             fmt(ratio, sizeof ratio, rt, "%.1fx");
             printf(" %12s %9s", bn, ratio);
         }
@@ -263,9 +274,10 @@ int main(int argc, char **argv)
         char cpu[256];
         struct utsname u;
         uname(&u);
-        fprintf(f, "{\"machine\": {\"cpu\": \"%s\", \"cores_online\": %ld, \"schedulers\": %u, "
-                   "\"policy\": \"%s\", \"kernel\": \"%s\", \"otter\": \"%s\", "
-                   "\"repetitions\": %u},\n \"results\": [",
+        fprintf(f,
+                "{\"machine\": {\"cpu\": \"%s\", \"cores_online\": %ld, \"schedulers\": %u, "
+                "\"policy\": \"%s\", \"kernel\": \"%s\", \"otter\": \"%s\", "
+                "\"repetitions\": %u},\n \"results\": [",
                 cpu_model(cpu, sizeof cpu), sysconf(_SC_NPROCESSORS_ONLN), nsched_used,
                 policy ? policy : "default", u.release, ot_version(), reps);
         for (int i = 0; i < nres; i++) {
@@ -278,10 +290,14 @@ int main(int argc, char **argv)
             json_num(f, "p99_ns", r->p99_ns, 0);
             json_num(f, "p999_ns", r->p999_ns, 0);
             json_num(f, "value", r->value, 0);
-            if (r->unit) fprintf(f, "\"unit\": \"%s\", ", r->unit);
-            else fprintf(f, "\"unit\": null, ");
-            if (r->processes) fprintf(f, "\"processes\": %llu}", (unsigned long long)r->processes);
-            else fprintf(f, "\"processes\": null}");
+            if (r->unit)
+                fprintf(f, "\"unit\": \"%s\", ", r->unit);
+            else
+                fprintf(f, "\"unit\": null, ");
+            if (r->processes)
+                fprintf(f, "\"processes\": %llu}", (unsigned long long)r->processes);
+            else
+                fprintf(f, "\"processes\": null}");
         }
         fprintf(f, "\n]}\n");
         fclose(f);

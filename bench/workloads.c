@@ -11,13 +11,13 @@
 
 #include "otter/otter.h"
 
-#define CHECK(call)                                                              \
-    do {                                                                         \
-        int rc_ = (call);                                                        \
-        if (rc_ < 0) {                                                           \
+#define CHECK(call)                                                                   \
+    do {                                                                              \
+        int rc_ = (call);                                                             \
+        if (rc_ < 0) {                                                                \
             fprintf(stderr, "otter-bench: %s failed: %s\n", #call, ot_strerror(rc_)); \
-            return rc_;                                                          \
-        }                                                                        \
+            return rc_;                                                               \
+        }                                                                             \
     } while (0)
 
 double otb_now_s(void)
@@ -42,7 +42,10 @@ static void no_latency(otb_result_t *r)
     r->processes = 0;
 }
 
-static int recv_any(ot_msg_t **m) { return ot_receive(NULL, NULL, OT_INFINITY, m); }
+static int recv_any(ot_msg_t **m)
+{
+    return ot_receive(NULL, NULL, OT_INFINITY, m);
+}
 
 /* ---- spawn_exit: 1,000,000 processes each send one message and exit -------- */
 
@@ -57,7 +60,8 @@ static int w_spawn_exit(otb_result_t *r)
 {
     ot_pid_t me = ot_self();
     double t0 = otb_now_s();
-    for (int i = 0; i < SPAWN_N; i++) CHECK(ot_spawn(spawn_child, (void *)(uintptr_t)me, NULL, NULL));
+    for (int i = 0; i < SPAWN_N; i++)
+        CHECK(ot_spawn(spawn_child, (void *)(uintptr_t)me, NULL, NULL));
     for (int i = 0; i < SPAWN_N; i++) {
         ot_msg_t *m;
         CHECK(recv_any(&m));
@@ -153,7 +157,8 @@ static void ring_node(void *arg)
         if (tag == T_NEXT) {
             next = v;
         } else if (tag == T_TOKEN) {
-            if (v == 0) ot_send(driver, T_DONE, NULL, 0);
+            if (v == 0)
+                ot_send(driver, T_DONE, NULL, 0);
             else {
                 v--;
                 ot_send(next, T_TOKEN, &v, sizeof v);
@@ -167,7 +172,8 @@ static void ring_node(void *arg)
 static int w_ring(otb_result_t *r)
 {
     ot_pid_t me = ot_self(), pids[RING_N];
-    for (int i = 0; i < RING_N; i++) CHECK(ot_spawn(ring_node, (void *)(uintptr_t)me, NULL, &pids[i]));
+    for (int i = 0; i < RING_N; i++)
+        CHECK(ot_spawn(ring_node, (void *)(uintptr_t)me, NULL, &pids[i]));
     for (int i = 0; i < RING_N; i++) {
         uint64_t next = pids[(i + 1) % RING_N];
         CHECK(ot_send(pids[i], T_NEXT, &next, sizeof next));
@@ -179,7 +185,8 @@ static int w_ring(otb_result_t *r)
     CHECK(recv_any(&m));
     r->seconds = otb_now_s() - t0;
     ot_msg_free(m);
-    for (int i = 0; i < RING_N; i++) ot_send(pids[i], T_STOP, NULL, 0);
+    for (int i = 0; i < RING_N; i++)
+        ot_send(pids[i], T_STOP, NULL, 0);
     r->ops = RING_HOPS;
     r->ns_per_op = r->seconds * 1e9 / RING_HOPS;
     no_latency(r);
@@ -253,7 +260,8 @@ static int w_skynet(otb_result_t *r)
 static void fan_sender(void *arg)
 {
     ot_pid_t to = (ot_pid_t)(uintptr_t)arg;
-    for (uint64_t i = 0; i < FAN_N; i++) ot_send(to, 1, &i, sizeof i);
+    for (uint64_t i = 0; i < FAN_N; i++)
+        ot_send(to, 1, &i, sizeof i);
 }
 
 static int w_fan_in(otb_result_t *r)
@@ -303,7 +311,8 @@ static int w_idle_bytes(otb_result_t *r)
     if (!pids) return -ENOMEM;
     long before = rss_bytes();
     double t0 = otb_now_s();
-    for (int i = 0; i < IDLE_N; i++) CHECK(ot_spawn(idler, (void *)(uintptr_t)me, NULL, &pids[i]));
+    for (int i = 0; i < IDLE_N; i++)
+        CHECK(ot_spawn(idler, (void *)(uintptr_t)me, NULL, &pids[i]));
     for (int i = 0; i < IDLE_N; i++) {
         ot_msg_t *m;
         CHECK(recv_any(&m));
@@ -311,7 +320,8 @@ static int w_idle_bytes(otb_result_t *r)
     }
     r->seconds = otb_now_s() - t0;
     long after = rss_bytes();
-    for (int i = 0; i < IDLE_N; i++) ot_send(pids[i], 2, NULL, 0);
+    for (int i = 0; i < IDLE_N; i++)
+        ot_send(pids[i], 2, NULL, 0);
     free(pids);
     r->ops = IDLE_N;
     r->ns_per_op = NAN;
@@ -324,11 +334,15 @@ static int w_idle_bytes(otb_result_t *r)
 }
 
 const otb_workload_t otb_workloads[] = {
-    {"spawn_exit", "spawn 1,000,000 processes that each send one message and exit; ns per process", w_spawn_exit},
+    {"spawn_exit",
+     "spawn 1,000,000 processes that each send one message and exit; ns per process",
+     w_spawn_exit},
     {"pingpong", "1,000,000 round trips between two processes; ns per round trip", w_pingpong},
     {"ring", "1000 processes in a ring, a token passed 1,000,000 hops; ns per hop", w_ring},
-    {"skynet", "1,111,111 processes in a 10-ary tree summing 0..999,999; ns per process", w_skynet},
+    {"skynet", "1,111,111 processes in a 10-ary tree summing 0..999,999; ns per process",
+     w_skynet},
     {"fan_in", "2 senders x 1,000,000 messages into one receiver; ns per message", w_fan_in},
-    {"idle_process_bytes", "1,000,000 processes blocked in receive; resident bytes per process", w_idle_bytes},
+    {"idle_process_bytes", "1,000,000 processes blocked in receive; resident bytes per process",
+     w_idle_bytes},
 };
 const unsigned otb_nworkloads = sizeof otb_workloads / sizeof otb_workloads[0];

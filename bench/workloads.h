@@ -5,13 +5,13 @@
 #include <stdint.h>
 
 typedef struct otb_result {
-    double ns_per_op;   /* NAN when not applicable */
+    double ns_per_op; /* NAN when not applicable */
     uint64_t ops;
     double seconds;
     double p50_ns, p99_ns, p999_ns; /* NAN when not a latency workload */
-    double value;       /* NAN unless the workload reports a value */
-    const char *unit;   /* NULL unless value */
-    uint64_t processes; /* 0 unless it applies */
+    double value;                   /* NAN unless the workload reports a value */
+    const char *unit;               /* NULL unless value */
+    uint64_t processes;             /* 0 unless it applies */
 } otb_result_t;
 
 /* Runs inside a process. Returns 0, or a negative code on failure (a wrong

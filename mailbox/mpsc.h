@@ -67,9 +67,8 @@ static inline ot__mpsc_node_t *ot__mpsc_pop(ot__mpsc_t *q)
     if (head == &q->stub) {
         if (!next) {
             /* Either empty, or a producer swapped tail but has not linked. */
-            return atomic_load_explicit(&q->tail, memory_order_acquire) == head
-                       ? NULL
-                       : OT__MPSC_BUSY;
+            return atomic_load_explicit(&q->tail, memory_order_acquire) == head ? NULL
+                                                                                : OT__MPSC_BUSY;
         }
         q->head = next;
         head = next;

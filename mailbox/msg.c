@@ -34,8 +34,10 @@ ot_msg_t *ot__msg_alloc(ot__sched_t *s, size_t len)
 void ot__msg_release(ot_msg_t *m)
 {
     if (m->dtor) m->dtor(m->data);
-    if (m->pool) ot__pool_free(m->pool, m, ot__tls_sched());
-    else free(m);
+    if (m->pool)
+        ot__pool_free(m->pool, m, ot__tls_sched());
+    else
+        free(m);
 }
 
 void ot_msg_free(ot_msg_t *m)
@@ -74,8 +76,8 @@ static inline void charge(ot__sched_t *s, ot__proc_t *self)
     if (s && self && --s->budget <= 0) ot__proc_switch_out(self, OT__Y_YIELD);
 }
 
-static int send_common(ot_pid_t to, uint64_t tag, ot_ref_t ref, const void *data,
-                       size_t len, void *buf, void (*free_fn)(void *))
+static int send_common(ot_pid_t to, uint64_t tag, ot_ref_t ref, const void *data, size_t len,
+                       void *buf, void (*free_fn)(void *))
 {
     struct ot_runtime *rt = ot__rt;
     int rc;
@@ -142,8 +144,23 @@ int ot_send_buf(ot_pid_t to, uint64_t tag, ot_ref_t ref, void *buf, size_t len,
     return send_common(to, tag, ref, NULL, len, buf, free_fn);
 }
 
-uint64_t ot_msg_tag(const ot_msg_t *m) { return m ? m->tag : 0; }
-ot_ref_t ot_msg_ref(const ot_msg_t *m) { return m ? m->ref : 0; }
-ot_pid_t ot_msg_sender(const ot_msg_t *m) { return m ? m->from : OT_PID_NONE; }
-const void *ot_msg_data(const ot_msg_t *m) { return m ? m->data : NULL; }
-size_t ot_msg_len(const ot_msg_t *m) { return m ? m->len : 0; }
+uint64_t ot_msg_tag(const ot_msg_t *m)
+{
+    return m ? m->tag : 0;
+}
+ot_ref_t ot_msg_ref(const ot_msg_t *m)
+{
+    return m ? m->ref : 0;
+}
+ot_pid_t ot_msg_sender(const ot_msg_t *m)
+{
+    return m ? m->from : OT_PID_NONE;
+}
+const void *ot_msg_data(const ot_msg_t *m)
+{
+    return m ? m->data : NULL;
+}
+size_t ot_msg_len(const ot_msg_t *m)
+{
+    return m ? m->len : 0;
+}

@@ -22,8 +22,10 @@ static void pull_all(ot__proc_t *p)
     while ((n = ot__mpsc_pop(&p->mbox)) && n != OT__MPSC_BUSY) {
         ot_msg_t *m = (ot_msg_t *)n;
         m->snext = NULL;
-        if (p->save_tail) p->save_tail->snext = m;
-        else p->save_head = m;
+        if (p->save_tail)
+            p->save_tail->snext = m;
+        else
+            p->save_head = m;
         p->save_tail = m;
         p->save_len++;
     }
@@ -40,8 +42,7 @@ ot_ref_t ot_make_ref(void)
         struct ot_runtime *rt = ot__rt;
         static _Atomic uint64_t fallback;
         _Atomic uint64_t *ctr = rt ? &rt->ext_refs : &fallback;
-        ref = (0xffffull << 48) |
-              (atomic_fetch_add_explicit(ctr, 1, memory_order_relaxed) + 1);
+        ref = (0xffffull << 48) | (atomic_fetch_add_explicit(ctr, 1, memory_order_relaxed) + 1);
     }
     ot__proc_t *p = s ? s->current : ot__tls_ext();
     if (p) {
@@ -54,8 +55,10 @@ ot_ref_t ot_make_ref(void)
 
 static void unlink_saved(ot__proc_t *p, ot_msg_t *prev, ot_msg_t *m)
 {
-    if (prev) prev->snext = m->snext;
-    else p->save_head = m->snext;
+    if (prev)
+        prev->snext = m->snext;
+    else
+        p->save_head = m->snext;
     if (p->save_tail == m) p->save_tail = prev;
     if (p->mark == m) p->mark = prev;
     p->save_len--;
@@ -67,8 +70,8 @@ static void charge(ot__proc_t *p, int32_t n)
     if (!p->external && p->sched) p->sched->budget -= n;
 }
 
-static int recv(ot__proc_t *p, ot_match_fn match, void *arg, ot_ref_t ref,
-                int64_t timeout_ms, ot_msg_t **out)
+static int recv(ot__proc_t *p, ot_match_fn match, void *arg, ot_ref_t ref, int64_t timeout_ms,
+                ot_msg_t **out)
 {
     uint64_t deadline = 0;
     if (timeout_ms > 0) deadline = ot__now_ns() + (uint64_t)timeout_ms * 1000000u;
@@ -91,8 +94,10 @@ static int recv(ot__proc_t *p, ot_match_fn match, void *arg, ot_ref_t ref,
             looked++;
             if (ref ? m->ref == ref : (!match || match(m, arg))) goto found;
             m->snext = NULL;
-            if (p->save_tail) p->save_tail->snext = m;
-            else p->save_head = m;
+            if (p->save_tail)
+                p->save_tail->snext = m;
+            else
+                p->save_head = m;
             p->save_tail = m;
             p->save_len++;
             continue;

@@ -22,15 +22,15 @@
 /* ---- messages ------------------------------------------------------------ */
 
 struct ot_msg {
-    ot__mpsc_node_t node;   /* mailbox link: first, so a node is a message */
-    struct ot_msg *snext;   /* save-queue link (receiver only) */
-    ot__pool_t *pool;       /* pool it came from; NULL = malloc */
+    ot__mpsc_node_t node; /* mailbox link: first, so a node is a message */
+    struct ot_msg *snext; /* save-queue link (receiver only) */
+    ot__pool_t *pool;     /* pool it came from; NULL = malloc */
     ot_pid_t from;
     uint64_t tag;
     ot_ref_t ref;
     size_t len;
-    void *data;             /* inline payload, or a moved buffer */
-    void (*dtor)(void *);   /* frees a moved buffer */
+    void *data;           /* inline payload, or a moved buffer */
+    void (*dtor)(void *); /* frees a moved buffer */
 };
 
 #define OT__MSG_CLASSES 6 /* 128 .. 4096 bytes, envelope included */
@@ -60,36 +60,36 @@ struct ot__proc {
     _Atomic uint32_t futex;       /* attached threads block on it */
 
     /* Owned by the process / the scheduler running it. */
-    void *sp;                     /* saved context */
-    ot__stack_t *stack;           /* given at first run; NULL before, and for
-                                     attached threads */
+    void *sp;           /* saved context */
+    ot__stack_t *stack; /* given at first run; NULL before, and for
+                           attached threads */
     ot__stack_pools_t *stack_home;
-    ot__pool_t *pool;             /* PCB's pool; NULL = aligned_alloc */
-    void *pool_link;              /* PCB pool free-list link */
+    ot__pool_t *pool; /* PCB's pool; NULL = aligned_alloc */
+    void *pool_link;  /* PCB pool free-list link */
     ot_entry_fn fn;
     void *arg;
-    ot__sched_t *sched;           /* scheduler running it, or that last did */
-    ot__proc_t *qnext;            /* injection-queue / reclaim-list link */
+    ot__sched_t *sched; /* scheduler running it, or that last did */
+    ot__proc_t *qnext;  /* injection-queue / reclaim-list link */
     uint8_t prio;
     uint8_t yield_reason;
-    uint8_t external;             /* an attached thread, not a process */
+    uint8_t external; /* an attached thread, not a process */
     uint8_t low_skips;
     uint8_t has_deadline;
-    uint8_t stack_cls;            /* stack size class, for the first run */
+    uint8_t stack_cls; /* stack size class, for the first run */
     uint64_t wait_seq;
 
     /* Receive state (the process only). */
     ot_msg_t *save_head, *save_tail; /* looked at, not taken, in order */
     size_t save_len;
-    ot_msg_t *mark;               /* newest-ref mark: scan after this */
-    ot_ref_t mark_ref;            /* 0 = no mark */
-    uint64_t scanned;             /* messages examined by receives (tests) */
+    ot_msg_t *mark;    /* newest-ref mark: scan after this */
+    ot_ref_t mark_ref; /* 0 = no mark */
+    uint64_t scanned;  /* messages examined by receives (tests) */
 
     void *tsan_fiber;
     void *asan_fake;
     char name[24];
 
-    ot__mpsc_t mbox;              /* producers' cache line inside */
+    ot__mpsc_t mbox; /* producers' cache line inside */
 };
 
 /* ---- schedulers ---------------------------------------------------------- */
@@ -100,21 +100,21 @@ struct ot__sched {
     struct ot_runtime *rt;
     ot__proc_t *current;
     ot__proc_t *runnext;
-    int32_t budget;              /* reductions left in this turn */
+    int32_t budget; /* reductions left in this turn */
     uint32_t tick;
     bool searching;
-    void *sp;                    /* the scheduler's own context */
+    void *sp; /* the scheduler's own context */
     void *tsan_fiber;
     void *asan_fake;
     const void *asan_bottom;
     size_t asan_size;
-    ot__proc_t *pending;         /* switched out directly to another process:
-                                    its wait is published by whoever lands */
-    bool from_proc;              /* the last switch came from a process */
+    ot__proc_t *pending; /* switched out directly to another process:
+                            its wait is published by whoever lands */
+    bool from_proc;      /* the last switch came from a process */
     uint64_t rng;
     uint64_t next_ref;
 
-    ot__runq_t rq[3];            /* max, high, normal+low */
+    ot__runq_t rq[3]; /* max, high, normal+low */
 
     ot__pool_t pcb_pool;
     ot__pool_t msg_pool[OT__MSG_CLASSES];
@@ -123,24 +123,24 @@ struct ot__sched {
     ot__idx_cache_t timer_cache;
     ot__timer_heap_t timers;
 
-    ot__proc_t *dead;            /* awaiting a grace period */
+    ot__proc_t *dead; /* awaiting a grace period */
     unsigned ndead;
 
     /* Counters: written by the owner (relaxed), read by anyone. */
-    _Atomic uint64_t n_spawned, n_died, n_switches, n_steals, n_stolen, n_parks,
-        n_wakeups, n_runnext;
+    _Atomic uint64_t n_spawned, n_died, n_switches, n_steals, n_stolen, n_parks, n_wakeups,
+        n_runnext;
 
     /* Injection queue: processes handed over by other threads. Anyone. */
     alignas(64) pthread_mutex_t inj_lock;
     ot__proc_t *inj_head, *inj_tail;
     _Atomic uint32_t inj_len;
-    ot__timer_req_t *tinbox;     /* timers armed by non-schedulers */
+    ot__timer_req_t *tinbox; /* timers armed by non-schedulers */
     _Atomic uint32_t tinbox_len;
 
     /* Parking. */
     alignas(64) _Atomic int parked; /* 1: in the idle set, claimable */
-    _Atomic uint32_t wake_word;  /* futex */
-    _Atomic int wake_searching;  /* woken to search (counted in nsearching) */
+    _Atomic uint32_t wake_word;     /* futex */
+    _Atomic int wake_searching;     /* woken to search (counted in nsearching) */
 
     pthread_t thread;
     void *altstack;
@@ -150,7 +150,7 @@ struct ot__sched {
 
 typedef struct ot__slot {
     _Atomic(ot__proc_t *) p;
-    uint32_t gen;                /* touched only by the index's owner */
+    uint32_t gen; /* touched only by the index's owner */
 } ot__slot_t;
 
 struct ot_runtime {
@@ -174,7 +174,7 @@ struct ot_runtime {
     _Atomic int nparked;
     alignas(64) _Atomic int shutdown;
     _Atomic int killing;
-    _Atomic uint32_t rr;         /* round robin for external spawns */
+    _Atomic uint32_t rr; /* round robin for external spawns */
     _Atomic uint64_t ext_spawned, ext_died, ext_refs;
 
     /* Reclaimer thread: frees dead PCBs after an RCU grace period. */
@@ -188,8 +188,8 @@ struct ot_runtime {
 
 /* ---- shared internals ---------------------------------------------------- */
 
-extern struct ot_runtime *ot__rt;      /* the running runtime, or NULL */
-extern _Atomic uint64_t ot__rt_gen;    /* bumped by every start */
+extern struct ot_runtime *ot__rt;   /* the running runtime, or NULL */
+extern _Atomic uint64_t ot__rt_gen; /* bumped by every start */
 
 /* The calling thread's scheduler (NULL elsewhere). Not inlined, and with a
  * compiler barrier: a process can move between threads across a switch, so
@@ -252,10 +252,9 @@ void ot__wake_sched(ot__sched_t *s);
 void ot__sched_loop(ot__sched_t *s);
 ot__proc_t *ot__find_work(ot__sched_t *s);
 
-
 /* Messages (mailbox/msg.c). */
 ot_msg_t *ot__msg_alloc(ot__sched_t *s, size_t len);
-void ot__msg_release(ot_msg_t *m);            /* free, dtor included */
+void ot__msg_release(ot_msg_t *m); /* free, dtor included */
 /* Deliver m to `to`: 0, or -ESRCH (m freed). Caller in RCU read side. */
 int ot__msg_deliver(struct ot_runtime *rt, ot__sched_t *s, ot_pid_t to, ot_msg_t *m);
 /* Free every message p still holds (process dead; caller is its consumer). */
@@ -265,7 +264,7 @@ void ot__mailbox_drain(ot__proc_t *p, bool wait_busy);
 void ot__proc_destroy(ot__sched_t *s, ot__proc_t *p);
 /* Give p its stack before its first run; false when memory is exhausted. */
 bool ot__proc_start_stack(ot__sched_t *s, ot__proc_t *p);
-void ot__proc_free(ot__proc_t *p);            /* after the grace period */
+void ot__proc_free(ot__proc_t *p); /* after the grace period */
 
 /* Reclaimer (sched/reclaim.c). */
 int ot__reclaim_start(struct ot_runtime *rt);

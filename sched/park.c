@@ -143,7 +143,8 @@ static ot__proc_t *steal_any(ot__sched_t *s)
      * thieves over the equally near victims. */
     for (unsigned k = 0; k < nv;) {
         unsigned e = k + 1;
-        while (e < nv && grp[e] == grp[k]) e++;
+        while (e < nv && grp[e] == grp[k])
+            e++;
         unsigned len = e - k, off = (unsigned)(rng_next(s) % len);
         for (unsigned j = 0; j < len; j++)
             if ((p = steal_from(s, rt->scheds[vic[k + (off + j) % len]]))) return p;
@@ -188,8 +189,10 @@ static void stop_searching(ot__sched_t *s, bool found)
 static void unpark_self(ot__sched_t *s)
 {
     int v = atomic_exchange_explicit(&s->parked, 0, memory_order_seq_cst);
-    if (v == 1) atomic_fetch_sub_explicit(&s->rt->nparked, 1, memory_order_seq_cst);
-    else if (v == 2) s->searching = true; /* the waker counted us in nsearching */
+    if (v == 1)
+        atomic_fetch_sub_explicit(&s->rt->nparked, 1, memory_order_seq_cst);
+    else if (v == 2)
+        s->searching = true; /* the waker counted us in nsearching */
 }
 
 static void park(ot__sched_t *s, bool was_searching)

@@ -19,8 +19,7 @@ static const ot__policy_t policies[] = {
     {"fifo", OT__VICTIM_DISTANCE, true, 16, 4000, false},
 };
 
-static const char *const names[] = {"default", "random", "steal-one", "no-spin", "fifo",
-                                    NULL};
+static const char *const names[] = {"default", "random", "steal-one", "no-spin", "fifo", NULL};
 
 const ot__policy_t *ot__policy_find(const char *name)
 {
@@ -30,4 +29,7 @@ const ot__policy_t *ot__policy_find(const char *name)
     return NULL;
 }
 
-const char *const *ot_policy_names(void) { return names; }
+const char *const *ot_policy_names(void)
+{
+    return names;
+}

@@ -9,11 +9,11 @@ enum { OT__VICTIM_DISTANCE, OT__VICTIM_RANDOM };
 
 typedef struct ot__policy {
     const char *name;
-    int victim_order;    /* OT__VICTIM_*: hwloc distance groups, or random */
-    bool steal_half;     /* take half of a victim's queue, or one process */
+    int victim_order;     /* OT__VICTIM_*: hwloc distance groups, or random */
+    bool steal_half;      /* take half of a victim's queue, or one process */
     unsigned spin_rounds; /* steal sweeps before parking */
-    int32_t reductions;  /* budget per turn (BEAM: 4000) */
-    bool runnext;        /* a process woken by a send runs next on the sender's core */
+    int32_t reductions;   /* budget per turn (BEAM: 4000) */
+    bool runnext;         /* a process woken by a send runs next on the sender's core */
 } ot__policy_t;
 
 /* The policy called `name` (NULL = "default"), or NULL if unknown. */

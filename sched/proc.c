@@ -31,7 +31,10 @@ __attribute__((noinline)) ot__sched_t *ot__tls_sched(void)
     return tls_sched;
 }
 
-void ot__tls_set_sched(ot__sched_t *s) { tls_sched = s; }
+void ot__tls_set_sched(ot__sched_t *s)
+{
+    tls_sched = s;
+}
 
 ot__proc_t *ot__tls_ext(void)
 {
@@ -70,7 +73,10 @@ static void rcu_thread_gone(void *unused)
     urcu_qsbr_unregister_thread();
 }
 
-static void rcu_make_key(void) { pthread_key_create(&rcu_key, rcu_thread_gone); }
+static void rcu_make_key(void)
+{
+    pthread_key_create(&rcu_key, rcu_thread_gone);
+}
 
 void ot__ext_rcu_enter(void)
 {
@@ -142,8 +148,7 @@ static int proc_publish(struct ot_runtime *rt, ot__sched_t *s, ot__proc_t *p)
     if (idx < 0) return (int)idx;
     uint32_t gen = ++rt->table[idx].gen;
     if (gen == 0) gen = ++rt->table[idx].gen; /* generation 0 is never used */
-    atomic_store_explicit(&p->pid, ((uint64_t)gen << 32) | (uint64_t)idx,
-                          memory_order_relaxed);
+    atomic_store_explicit(&p->pid, ((uint64_t)gen << 32) | (uint64_t)idx, memory_order_relaxed);
     /* Release: the PCB is initialised before a lookup can find it (pairs
      * with the acquire in ot__lookup). */
     atomic_store_explicit(&rt->table[idx].p, p, memory_order_release);
@@ -162,8 +167,10 @@ int ot_spawn(ot_entry_fn fn, void *arg, const ot_spawn_opts_t *opts, ot_pid_t *o
     if (!rt) return -EPERM;
     if (!fn) return -EINVAL;
     ot_spawn_opts_t o;
-    if (opts) o = *opts;
-    else ot_spawn_opts_init(&o);
+    if (opts)
+        o = *opts;
+    else
+        ot_spawn_opts_init(&o);
     if (o.priority < OT_PRIO_MAX || o.priority > OT_PRIO_LOW) return -EINVAL;
     if (o.scheduler < -1 || o.scheduler >= (int)rt->nsched) return -EINVAL;
     int cls = ot__stack_class(o.stack_size ? o.stack_size : rt->default_stack);
@@ -190,16 +197,20 @@ int ot_spawn(ot_entry_fn fn, void *arg, const ot_spawn_opts_t *opts, ot_pid_t *o
     if (o.name) snprintf(p->name, sizeof p->name, "%s", o.name);
     int rc = proc_publish(rt, s, p);
     if (rc != 0) {
-        if (s) ot__pool_free(&s->pcb_pool, p, s);
-        else free(p);
+        if (s)
+            ot__pool_free(&s->pcb_pool, p, s);
+        else
+            free(p);
         return rc;
     }
     if (out) *out = atomic_load_explicit(&p->pid, memory_order_relaxed);
     /* Release: see ot_process_count. */
-    if (s) atomic_store_explicit(&s->n_spawned,
-                                 atomic_load_explicit(&s->n_spawned, memory_order_relaxed) + 1,
-                                 memory_order_release);
-    else atomic_fetch_add_explicit(&rt->ext_spawned, 1, memory_order_release);
+    if (s)
+        atomic_store_explicit(&s->n_spawned,
+                              atomic_load_explicit(&s->n_spawned, memory_order_relaxed) + 1,
+                              memory_order_release);
+    else
+        atomic_fetch_add_explicit(&rt->ext_spawned, 1, memory_order_release);
 
     ot__sched_t *target = o.scheduler >= 0 ? rt->scheds[o.scheduler] : s;
     if (target && target == s) {
@@ -217,8 +228,7 @@ int ot_spawn(ot_entry_fn fn, void *arg, const ot_spawn_opts_t *opts, ot_pid_t *o
      * filled half of its scheduler's run queue with new processes yields to
      * them: spawning further would only spill them to the injection queue
      * and grow the working set past the caches (back-pressure on spawn). */
-    if (s && s->current &&
-        (--s->budget <= 0 || ot__runq_len(&s->rq[2]) >= OT__RUNQ_SIZE / 2))
+    if (s && s->current && (--s->budget <= 0 || ot__runq_len(&s->rq[2]) >= OT__RUNQ_SIZE / 2))
         ot__proc_switch_out(s->current, OT__Y_YIELD);
     return 0;
 }
@@ -240,8 +250,8 @@ void ot__proc_switch_out(ot__proc_t *p, int reason)
     ot__sched_t *s = p->sched;
     p->yield_reason = (uint8_t)reason;
     ot__proc_t *q = s->runnext;
-    if (q && reason != OT__Y_YIELD && s->budget > 0 &&
-        !ot__runq_len(&s->rq[0]) && !ot__runq_len(&s->rq[1]) &&
+    if (q && reason != OT__Y_YIELD && s->budget > 0 && !ot__runq_len(&s->rq[0]) &&
+        !ot__runq_len(&s->rq[1]) &&
         !atomic_load_explicit(&s->rt->killing, memory_order_relaxed)) {
         /* Hand the core straight to the run-next process (it inherits the
          * rest of the turn), skipping the scheduler's stack: q publishes
@@ -399,8 +409,10 @@ void ot__proc_free(ot__proc_t *p)
 {
     /* Messages pushed by senders that found p just before it died. */
     ot__mailbox_drain(p, true);
-    if (p->pool) ot__pool_free(p->pool, p, NULL);
-    else free(p);
+    if (p->pool)
+        ot__pool_free(p->pool, p, NULL);
+    else
+        free(p);
 }
 
 /* ---- attached threads ---------------------------------------------------- */

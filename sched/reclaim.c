@@ -31,7 +31,8 @@ static void *reclaimer_main(void *arg)
     struct ot_runtime *rt = arg;
     pthread_mutex_lock(&rt->rlock);
     for (;;) {
-        while (!rt->rpending && !rt->rstop) pthread_cond_wait(&rt->rcond, &rt->rlock);
+        while (!rt->rpending && !rt->rstop)
+            pthread_cond_wait(&rt->rcond, &rt->rlock);
         if (!rt->rpending) break; /* stopping, nothing left */
         ot__proc_t *list = rt->rpending;
         rt->rpending = NULL;
@@ -55,8 +56,10 @@ static void *reclaimer_main(void *arg)
                     pool = pp;
                     first = last = NULL;
                 }
-                if (last) *ot__pool_link(pool, last) = list;
-                else first = list;
+                if (last)
+                    *ot__pool_link(pool, last) = list;
+                else
+                    first = list;
                 last = list;
             }
             list = next;
@@ -88,7 +91,8 @@ void ot__reclaim_handoff(ot__sched_t *s)
 {
     if (!s->dead) return;
     ot__proc_t *tail = s->dead;
-    while (tail->qnext) tail = tail->qnext;
+    while (tail->qnext)
+        tail = tail->qnext;
     struct ot_runtime *rt = s->rt;
     pthread_mutex_lock(&rt->rlock);
     tail->qnext = rt->rpending;

@@ -4,7 +4,8 @@ void ot__runq_init(ot__runq_t *q)
 {
     atomic_init(&q->head, 0);
     atomic_init(&q->tail, 0);
-    for (uint32_t i = 0; i < OT__RUNQ_SIZE; i++) atomic_init(&q->slots[i], NULL);
+    for (uint32_t i = 0; i < OT__RUNQ_SIZE; i++)
+        atomic_init(&q->slots[i], NULL);
 }
 
 void *ot__runq_steal(ot__runq_t *victim, ot__runq_t *mine, bool half, uint32_t *moved)
@@ -17,8 +18,10 @@ void *ot__runq_steal(ot__runq_t *victim, ot__runq_t *mine, bool half, uint32_t *
         uint32_t h = atomic_load_explicit(&victim->head, memory_order_acquire);
         uint32_t t = atomic_load_explicit(&victim->tail, memory_order_acquire);
         uint32_t n = t - h;
-        if (half) n -= n / 2;
-        else if (n > 1) n = 1;
+        if (half)
+            n -= n / 2;
+        else if (n > 1)
+            n = 1;
         if (n == 0) return NULL;
         if (n > OT__RUNQ_SIZE / 2) continue; /* h and t read at different times */
         for (uint32_t i = 0; i < n; i++) {
@@ -29,9 +32,8 @@ void *ot__runq_steal(ot__runq_t *victim, ot__runq_t *mine, bool half, uint32_t *
         }
         /* Release: our slot reads complete before the owner may reuse them
          * (it acquires head before writing a slot). */
-        if (atomic_compare_exchange_strong_explicit(&victim->head, &h, h + n,
-                                                    memory_order_release,
-                                                    memory_order_relaxed)) {
+        if (atomic_compare_exchange_strong_explicit(
+                &victim->head, &h, h + n, memory_order_release, memory_order_relaxed)) {
             *moved = n;
             n--;
             void *item = atomic_load_explicit(&mine->slots[(mt + n) % OT__RUNQ_SIZE],

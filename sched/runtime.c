@@ -59,12 +59,12 @@ static ot__sched_t *sched_new(struct ot_runtime *rt, unsigned i)
     s->idx = i;
     s->rt = rt;
     s->rng = 0x9E3779B97F4A7C15ull * (i + 1);
-    for (int q = 0; q < 3; q++) ot__runq_init(&s->rq[q]);
+    for (int q = 0; q < 3; q++)
+        ot__runq_init(&s->rq[q]);
     void *hw = rt->topo.hw;
     int node = rt->topo.synthetic ? -1 : rt->topo.numa[i];
     size_t pcb = (sizeof(ot__proc_t) + 63) & ~(size_t)63;
-    ot__pool_init(&s->pcb_pool, pcb, offsetof(ot__proc_t, pool_link), (size_t)2 << 20, s,
-                  NULL);
+    ot__pool_init(&s->pcb_pool, pcb, offsetof(ot__proc_t, pool_link), (size_t)2 << 20, s, NULL);
     ot__pool_set_node(&s->pcb_pool, hw, node);
     for (int c = 0; c < OT__MSG_CLASSES; c++) {
         ot__pool_init(&s->msg_pool[c], (size_t)1 << (OT__MSG_CLASS_MIN_SHIFT + c),
@@ -105,7 +105,8 @@ static void release_timers(ot__sched_t *s)
 static void sched_free(ot__sched_t *s)
 {
     ot__pool_destroy(&s->pcb_pool);
-    for (int c = 0; c < OT__MSG_CLASSES; c++) ot__pool_destroy(&s->msg_pool[c]);
+    for (int c = 0; c < OT__MSG_CLASSES; c++)
+        ot__pool_destroy(&s->msg_pool[c]);
     ot__stack_pools_destroy(&s->stacks);
     pthread_mutex_destroy(&s->inj_lock);
     free(s);
@@ -130,8 +131,10 @@ int ot_runtime_start(const ot_config_t *cfgp, ot_runtime_t **out)
 {
     if (!out) return -EINVAL;
     ot_config_t cfg;
-    if (cfgp) cfg = *cfgp;
-    else ot_config_init(&cfg);
+    if (cfgp)
+        cfg = *cfgp;
+    else
+        ot_config_init(&cfg);
     const ot__policy_t *pol = ot__policy_find(cfg.policy);
     if (!pol) return -EINVAL;
     if (cfg.schedulers > 1024) return -EINVAL;
@@ -150,7 +153,7 @@ int ot_runtime_start(const ot_config_t *cfgp, ot_runtime_t **out)
     struct ot_runtime *rt = calloc(1, sizeof *rt);
     if (!rt) goto fail_unlocked;
     rt->cfg = cfg;
-    rt->cfg.policy = NULL;   /* the caller's strings are not kept */
+    rt->cfg.policy = NULL; /* the caller's strings are not kept */
     rt->cfg.topology = NULL;
     rt->policy = *pol;
     rt->default_stack = ot__stack_class_size(ot__stack_class(cfg.stack_size));
@@ -189,7 +192,8 @@ int ot_runtime_start(const ot_config_t *cfgp, ot_runtime_t **out)
                 atomic_store(&rt->scheds[j]->wake_word, 1);
                 ot__futex_wake(&rt->scheds[j]->wake_word, 1);
             }
-            for (unsigned j = 0; j < i; j++) pthread_join(rt->scheds[j]->thread, NULL);
+            for (unsigned j = 0; j < i; j++)
+                pthread_join(rt->scheds[j]->thread, NULL);
             ot__rt = NULL;
             ot__reclaim_stop(rt);
             ot__overflow_uninstall();
@@ -247,8 +251,8 @@ static void tell_all(struct ot_runtime *rt)
     for (uint32_t i = 1; i < hi; i++) {
         ot__ext_rcu_enter();
         ot__proc_t *p = atomic_load_explicit(&rt->table[i].p, memory_order_acquire);
-        ot_pid_t pid = p && !p->external ? atomic_load_explicit(&p->pid, memory_order_relaxed)
-                                         : 0;
+        ot_pid_t pid =
+            p && !p->external ? atomic_load_explicit(&p->pid, memory_order_relaxed) : 0;
         ot__ext_rcu_leave();
         if (pid) (void)ot_send(pid, OT_TAG_SHUTDOWN, NULL, 0);
     }
@@ -268,8 +272,7 @@ static void kill_all(struct ot_runtime *rt)
         if (low != OT__ST_WAITING && low != OT__ST_SLEEPING) continue;
         if (atomic_compare_exchange_strong_explicit(&p->state, &st,
                                                     (st & ~(uint64_t)3) | OT__ST_RUNNABLE,
-                                                    memory_order_acq_rel,
-                                                    memory_order_relaxed))
+                                                    memory_order_acq_rel, memory_order_relaxed))
             ot__inject(p->sched ? p->sched : rt->scheds[0], p);
     }
     ot__ext_rcu_leave();
@@ -299,7 +302,8 @@ int ot_runtime_stop(ot_runtime_t *rt)
 
     tell_all(rt);
     uint64_t grace_end = ot__now_ns() + (uint64_t)rt->cfg.stop_grace_ms * 1000000u;
-    while (procs_alive(rt) > 0 && ot__now_ns() < grace_end) sleep_ms(1);
+    while (procs_alive(rt) > 0 && ot__now_ns() < grace_end)
+        sleep_ms(1);
 
     kill_all(rt);
     uint64_t next_report = ot__now_ns() + 1000000000u;
@@ -317,7 +321,8 @@ int ot_runtime_stop(ot_runtime_t *rt)
         atomic_store_explicit(&rt->scheds[i]->wake_word, 1, memory_order_seq_cst);
         ot__futex_wake(&rt->scheds[i]->wake_word, 1);
     }
-    for (unsigned i = 0; i < rt->nsched; i++) pthread_join(rt->scheds[i]->thread, NULL);
+    for (unsigned i = 0; i < rt->nsched; i++)
+        pthread_join(rt->scheds[i]->thread, NULL);
 
     /* Attached threads left attached are detached here. */
     uint32_t hi = rt->pids.next_fresh;
@@ -339,7 +344,10 @@ int ot_runtime_stop(ot_runtime_t *rt)
     return 0;
 }
 
-int ot_runtime_schedulers(const ot_runtime_t *rt) { return rt ? (int)rt->nsched : -EINVAL; }
+int ot_runtime_schedulers(const ot_runtime_t *rt)
+{
+    return rt ? (int)rt->nsched : -EINVAL;
+}
 
 int ot_runtime_stats(const ot_runtime_t *rt, ot_sched_stats_t *out)
 {

@@ -6,7 +6,10 @@
 #include "sched/fiber.h"
 #include "sched/internal.h"
 
-static inline int qidx(const ot__proc_t *p) { return p->prio >= OT_PRIO_NORMAL ? 2 : p->prio; }
+static inline int qidx(const ot__proc_t *p)
+{
+    return p->prio >= OT_PRIO_NORMAL ? 2 : p->prio;
+}
 
 static inline void bump(_Atomic uint64_t *c)
 {
@@ -27,8 +30,10 @@ void ot__local_push(ot__sched_t *s, ot__proc_t *p)
     for (uint32_t i = 0; i < n; i++) {
         ot__proc_t *b = batch[i];
         b->qnext = NULL;
-        if (s->inj_tail) s->inj_tail->qnext = b;
-        else s->inj_head = b;
+        if (s->inj_tail)
+            s->inj_tail->qnext = b;
+        else
+            s->inj_head = b;
         s->inj_tail = b;
     }
     atomic_fetch_add_explicit(&s->inj_len, n, memory_order_seq_cst);
@@ -40,8 +45,10 @@ void ot__inject(ot__sched_t *s, ot__proc_t *p)
 {
     p->qnext = NULL;
     pthread_mutex_lock(&s->inj_lock);
-    if (s->inj_tail) s->inj_tail->qnext = p;
-    else s->inj_head = p;
+    if (s->inj_tail)
+        s->inj_tail->qnext = p;
+    else
+        s->inj_head = p;
     s->inj_tail = p;
     /* seq_cst: the injector's half of the handshake with a parking
      * scheduler (it sets parked, then reads inj_len). */
@@ -154,8 +161,10 @@ static void run(ot__sched_t *s, ot__proc_t *p)
         if (!p->stack && !ot__proc_start_stack(s, p)) {
             char pid[40];
             ot_pid_format(atomic_load_explicit(&p->pid, memory_order_relaxed), pid, sizeof pid);
-            fprintf(stderr, "otter: no memory for the stack of process %s \"%s\"; it is "
-                            "dropped\n", pid, p->name);
+            fprintf(stderr,
+                    "otter: no memory for the stack of process %s \"%s\"; it is "
+                    "dropped\n",
+                    pid, p->name);
             ot__proc_destroy(s, p);
             return;
         }
@@ -217,8 +226,7 @@ bool ot__publish_wait(ot__sched_t *s, ot__proc_t *p, int reason)
     if (!again) return false;
     /* acq_rel: losing means a waker won and queues p itself. */
     return atomic_compare_exchange_strong_explicit(&p->state, &w, seq << 2,
-                                                   memory_order_acq_rel,
-                                                   memory_order_relaxed);
+                                                   memory_order_acq_rel, memory_order_relaxed);
 }
 
 void ot__sched_settle(ot__sched_t *s)

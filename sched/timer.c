@@ -14,7 +14,10 @@ uint64_t ot__now_ns(void)
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
-uint64_t ot_now_ms(void) { return ot__now_ns() / 1000000u; }
+uint64_t ot_now_ms(void)
+{
+    return ot__now_ns() / 1000000u;
+}
 
 /* ---- 4-ary min-heap ------------------------------------------------------- */
 
@@ -118,8 +121,10 @@ static void drain_inbox(ot__sched_t *s)
         if (ot__heap_push(&s->timers, r->node) != 0) {
             /* No memory to keep the timer: fire it now rather than lose it. */
             ot__tnode_t n = r->node;
-            if (n.kind == OT__T_SEND) fire_send(s, (uint32_t)n.a, n.b);
-            else fire_wake(s, n.a, n.b);
+            if (n.kind == OT__T_SEND)
+                fire_send(s, (uint32_t)n.a, n.b);
+            else
+                fire_wake(s, n.a, n.b);
         }
         free(r);
         r = next;
@@ -133,8 +138,10 @@ void ot__timers_run(ot__sched_t *s, uint64_t now)
     while ((t = ot__heap_top(&s->timers)) && t->deadline <= now) {
         ot__tnode_t n = *t;
         ot__heap_pop(&s->timers);
-        if (n.kind == OT__T_WAKE) fire_wake(s, n.a, n.b);
-        else fire_send(s, (uint32_t)n.a, n.b);
+        if (n.kind == OT__T_WAKE)
+            fire_wake(s, n.a, n.b);
+        else
+            fire_send(s, (uint32_t)n.a, n.b);
     }
 }
 
@@ -159,8 +166,8 @@ static int arm(struct ot_runtime *rt, ot__sched_t *s, ot__tnode_t n)
 
 int ot__timer_arm_wake(ot__sched_t *s, ot__proc_t *p, uint64_t deadline)
 {
-    ot__tnode_t n = {deadline, atomic_load_explicit(&p->pid, memory_order_relaxed),
-                     p->wait_seq, OT__T_WAKE};
+    ot__tnode_t n = {deadline, atomic_load_explicit(&p->pid, memory_order_relaxed), p->wait_seq,
+                     OT__T_WAKE};
     return arm(s->rt, s, n);
 }
 

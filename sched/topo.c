@@ -94,8 +94,8 @@ int ot__topo_init(ot__topo_t *t, const char *synthetic, unsigned nsched)
         uint16_t *g = &t->group[(size_t)i * nv];
         for (unsigned k2 = 0; k2 < nv; k2++)
             g[k2] = k2 == 0 ? 0
-                            : (uint16_t)(g[k2 - 1] + (nearness(t, i, v[k2]) !=
-                                                      nearness(t, i, v[k2 - 1])));
+                            : (uint16_t)(g[k2 - 1] +
+                                         (nearness(t, i, v[k2]) != nearness(t, i, v[k2 - 1])));
     }
     return 0;
 }

@@ -8,12 +8,12 @@
 #include <stdint.h>
 
 typedef struct ot__topo {
-    void *hw;            /* hwloc_topology_t */
-    int synthetic;       /* no binding on a synthetic topology */
+    void *hw;      /* hwloc_topology_t */
+    int synthetic; /* no binding on a synthetic topology */
     unsigned ncores;
     unsigned nsched;
-    int *core;           /* logical core index per scheduler */
-    int *numa;           /* logical NUMA node index per scheduler, -1 none */
+    int *core; /* logical core index per scheduler */
+    int *numa; /* logical NUMA node index per scheduler, -1 none */
     /* victims[i*(nsched-1) + k]: k-th victim of scheduler i; victims with
      * the same group[] value are equally near. */
     uint16_t *victims;

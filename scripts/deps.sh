@@ -23,6 +23,7 @@ checks=(
 # cross compiler and qemu-user, for the AArch64 context-switch test.
 if [ "${1:-}" = test ]; then
   checks+=(
+    "clang-format:command -v clang-format"
     "gcc-aarch64-linux-gnu:command -v aarch64-linux-gnu-gcc"
     "qemu-user:command -v qemu-aarch64"
   )

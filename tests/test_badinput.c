@@ -16,30 +16,29 @@
 #include "otter/otter.h"
 
 static atomic_int g_fail;
-#define PCHECK(c)                                                                     \
-    do {                                                                              \
-        if (!(c)) {                                                                   \
-            atomic_fetch_add(&g_fail, 1);                                             \
-            fprintf(stderr, "%s:%d: check failed in process: %s\n", __FILE__, __LINE__, \
-                    #c);                                                              \
-        }                                                                             \
+#define PCHECK(c)                                                                            \
+    do {                                                                                     \
+        if (!(c)) {                                                                          \
+            atomic_fetch_add(&g_fail, 1);                                                    \
+            fprintf(stderr, "%s:%d: check failed in process: %s\n", __FILE__, __LINE__, #c); \
+        }                                                                                    \
     } while (0)
 
 /* rc must be exactly -code, and ot_strerror / ot_err_name must know it. */
-#define EXPECT_ERR(expr, code)                                                   \
-    do {                                                                         \
-        int rc_ = (int)(expr);                                                   \
-        assert_int_equal(rc_, -(code));                                          \
-        assert_string_not_equal(ot_strerror(rc_), "unknown error");              \
-        assert_string_not_equal(ot_err_name(rc_), "UNKNOWN");                    \
+#define EXPECT_ERR(expr, code)                                      \
+    do {                                                            \
+        int rc_ = (int)(expr);                                      \
+        assert_int_equal(rc_, -(code));                             \
+        assert_string_not_equal(ot_strerror(rc_), "unknown error"); \
+        assert_string_not_equal(ot_err_name(rc_), "UNKNOWN");       \
     } while (0)
 
 /* The same inside processes. */
-#define PEXPECT_ERR(expr, code)                                                  \
-    do {                                                                         \
-        int rc_ = (int)(expr);                                                   \
-        PCHECK(rc_ == -(code));                                                  \
-        PCHECK(strcmp(ot_strerror(rc_), "unknown error") != 0);                  \
+#define PEXPECT_ERR(expr, code)                                 \
+    do {                                                        \
+        int rc_ = (int)(expr);                                  \
+        PCHECK(rc_ == -(code));                                 \
+        PCHECK(strcmp(ot_strerror(rc_), "unknown error") != 0); \
     } while (0)
 
 static ot_runtime_t *g_rt;
@@ -81,7 +80,10 @@ static int teardown(void **state)
 
 enum { TAG_X = 1, TAG_DONE = 2, TAG_STOP = 3 };
 
-static void nothing(void *arg) { (void)arg; }
+static void nothing(void *arg)
+{
+    (void)arg;
+}
 
 static atomic_int g_freed;
 static void count_free(void *p)
@@ -289,7 +291,8 @@ static void message_errors(void **state)
     assert_int_equal(pthread_create(&th, NULL, plain_thread_calls, NULL), 0);
     int *res;
     assert_int_equal(pthread_join(th, (void **)&res), 0);
-    for (int i = 0; i < 6; i++) EXPECT_ERR(res[i], EPERM);
+    for (int i = 0; i < 6; i++)
+        EXPECT_ERR(res[i], EPERM);
     free(res);
 
     ot_pid_t me;
@@ -339,14 +342,16 @@ static void message_errors(void **state)
     /* Exactly the largest message is fine, and arrives intact. */
     char *big = malloc(OT_MSG_MAX);
     assert_non_null(big);
-    for (size_t i = 0; i < OT_MSG_MAX; i += 4096) big[i] = (char)(i >> 12);
+    for (size_t i = 0; i < OT_MSG_MAX; i += 4096)
+        big[i] = (char)(i >> 12);
     big[OT_MSG_MAX - 1] = 42;
     assert_int_equal(ot_send(me, TAG_X, big, OT_MSG_MAX), 0);
     free(big);
     assert_int_equal(ot_receive(NULL, NULL, 0, &m), 0);
     assert_int_equal(ot_msg_len(m), OT_MSG_MAX);
     const char *d = ot_msg_data(m);
-    for (size_t i = 0; i < OT_MSG_MAX; i += 4096) assert_int_equal(d[i], (char)(i >> 12));
+    for (size_t i = 0; i < OT_MSG_MAX; i += 4096)
+        assert_int_equal(d[i], (char)(i >> 12));
     assert_int_equal(d[OT_MSG_MAX - 1], 42);
     ot_msg_free(m);
 
@@ -414,21 +419,25 @@ static void spawn_errors(void **state)
     assert_int_equal(ot_attach(&me), 0);
     ot_pid_t pids[32];
     int n = 0, rc;
-    while ((rc = ot_spawn(waiter, NULL, NULL, &pids[n])) == 0 && n < 31) n++;
+    while ((rc = ot_spawn(waiter, NULL, NULL, &pids[n])) == 0 && n < 31)
+        n++;
     EXPECT_ERR(rc, EAGAIN);
     assert_true(n + 1 >= 15 && n + 1 <= 16); /* table of 16, slot 0 unused */
     assert_int_equal(ot_process_count(), (size_t)n + 1);
     /* Room again once they are gone. */
-    for (int i = 0; i < n; i++) assert_int_equal(ot_send(pids[i], TAG_STOP, NULL, 0), 0);
+    for (int i = 0; i < n; i++)
+        assert_int_equal(ot_send(pids[i], TAG_STOP, NULL, 0), 0);
     uint64_t end = now_ns() + 10ull * 1000000000u;
-    while (ot_process_count() != 1 && now_ns() < end) ot_sleep(1);
+    while (ot_process_count() != 1 && now_ns() < end)
+        ot_sleep(1);
     assert_int_equal(ot_process_count(), 1);
     for (int i = 0; i < n; i++) {
         rc = ot_spawn(waiter, NULL, NULL, &pids[i]);
         if (rc != 0) fprintf(stderr, "respawn %d of %d: %s\n", i, n, ot_strerror(rc));
         assert_int_equal(rc, 0);
     }
-    for (int i = 0; i < n; i++) assert_int_equal(ot_send(pids[i], TAG_STOP, NULL, 0), 0);
+    for (int i = 0; i < n; i++)
+        assert_int_equal(ot_send(pids[i], TAG_STOP, NULL, 0), 0);
     assert_int_equal(ot_detach(), 0);
     assert_int_equal(ot_runtime_wait_idle(g_rt, 10000), 0);
     stop_rt();
@@ -458,8 +467,8 @@ static void pid_format(void **state)
 static void every_error_has_a_text(void **state)
 {
     (void)state;
-    const int codes[] = {EINVAL, ENOMEM, ESRCH, ETIMEDOUT, EEXIST, ENOENT,
-                         EMSGSIZE, EPERM, EBUSY, EAGAIN, ENOSYS, EDEADLK};
+    const int codes[] = {EINVAL,   ENOMEM, ESRCH, ETIMEDOUT, EEXIST, ENOENT,
+                         EMSGSIZE, EPERM,  EBUSY, EAGAIN,    ENOSYS, EDEADLK};
     for (size_t i = 0; i < sizeof codes / sizeof codes[0]; i++) {
         assert_string_not_equal(ot_strerror(-codes[i]), "unknown error");
         assert_string_equal(ot_strerror(-codes[i]), ot_strerror(codes[i]));

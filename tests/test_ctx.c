@@ -56,7 +56,8 @@
 
 /* The sanitizer legs of CI (OTTER_SANITIZER_BUILD=1) run a quarter of the
  * iterations: still millions of operations, well inside the time budget. */
-static unsigned long scaled(unsigned long n) {
+static unsigned long scaled(unsigned long n)
+{
     const char *s = getenv("OTTER_SANITIZER_BUILD");
     return s && *s && strcmp(s, "0") != 0 ? n / 4 : n;
 }
@@ -70,60 +71,58 @@ static unsigned long scaled(unsigned long n) {
  * (by the ABI, 16-byte aligned). */
 #if defined(__x86_64__)
 #define PROBE_N 6 /* rbp rbx r12 r13 r14 r15 */
-__asm__(
-    ".text\n"
-    ".p2align 4\n"
-    ".type probe_switch, %function\n"
-    "probe_switch:\n"
-    "  pushq %rbp\n  pushq %rbx\n  pushq %r12\n  pushq %r13\n  pushq %r14\n  pushq %r15\n"
-    "  pushq %rcx\n" /* out; 7 pushes: the call below is 16-aligned */
-    "  movq 0(%rdx), %rbp\n  movq 8(%rdx), %rbx\n  movq 16(%rdx), %r12\n"
-    "  movq 24(%rdx), %r13\n  movq 32(%rdx), %r14\n  movq 40(%rdx), %r15\n"
-    "  call ot__ctx_switch\n"
-    "  movq (%rsp), %rcx\n"
-    "  movq %rbp, 0(%rcx)\n  movq %rbx, 8(%rcx)\n  movq %r12, 16(%rcx)\n"
-    "  movq %r13, 24(%rcx)\n  movq %r14, 32(%rcx)\n  movq %r15, 40(%rcx)\n"
-    "  popq %rcx\n"
-    "  popq %r15\n  popq %r14\n  popq %r13\n  popq %r12\n  popq %rbx\n  popq %rbp\n"
-    "  ret\n"
-    ".p2align 4\n"
-    ".type probe_sp, %function\n"
-    "probe_sp:\n"
-    "  leaq 8(%rsp), %rax\n"
-    "  ret\n");
+__asm__(".text\n"
+        ".p2align 4\n"
+        ".type probe_switch, %function\n"
+        "probe_switch:\n"
+        "  pushq %rbp\n  pushq %rbx\n  pushq %r12\n  pushq %r13\n  pushq %r14\n  pushq %r15\n"
+        "  pushq %rcx\n" /* out; 7 pushes: the call below is 16-aligned */
+        "  movq 0(%rdx), %rbp\n  movq 8(%rdx), %rbx\n  movq 16(%rdx), %r12\n"
+        "  movq 24(%rdx), %r13\n  movq 32(%rdx), %r14\n  movq 40(%rdx), %r15\n"
+        "  call ot__ctx_switch\n"
+        "  movq (%rsp), %rcx\n"
+        "  movq %rbp, 0(%rcx)\n  movq %rbx, 8(%rcx)\n  movq %r12, 16(%rcx)\n"
+        "  movq %r13, 24(%rcx)\n  movq %r14, 32(%rcx)\n  movq %r15, 40(%rcx)\n"
+        "  popq %rcx\n"
+        "  popq %r15\n  popq %r14\n  popq %r13\n  popq %r12\n  popq %rbx\n  popq %rbp\n"
+        "  ret\n"
+        ".p2align 4\n"
+        ".type probe_sp, %function\n"
+        "probe_sp:\n"
+        "  leaq 8(%rsp), %rax\n"
+        "  ret\n");
 #elif defined(__aarch64__)
 #define PROBE_N 19 /* x19..x29 (11), d8..d15 (8, as bit patterns) */
-__asm__(
-    ".text\n"
-    ".p2align 4\n"
-    ".type probe_switch, %function\n"
-    "probe_switch:\n"
-    "  sub sp, sp, #176\n"
-    "  stp x19, x20, [sp, #0]\n  stp x21, x22, [sp, #16]\n  stp x23, x24, [sp, #32]\n"
-    "  stp x25, x26, [sp, #48]\n  stp x27, x28, [sp, #64]\n  stp x29, x30, [sp, #80]\n"
-    "  stp d8, d9, [sp, #96]\n  stp d10, d11, [sp, #112]\n  stp d12, d13, [sp, #128]\n"
-    "  stp d14, d15, [sp, #144]\n  str x3, [sp, #160]\n"
-    "  ldp x19, x20, [x2, #0]\n  ldp x21, x22, [x2, #16]\n  ldp x23, x24, [x2, #32]\n"
-    "  ldp x25, x26, [x2, #48]\n  ldp x27, x28, [x2, #64]\n  ldr x29, [x2, #80]\n"
-    "  ldp d8, d9, [x2, #88]\n  ldp d10, d11, [x2, #104]\n  ldp d12, d13, [x2, #120]\n"
-    "  ldp d14, d15, [x2, #136]\n"
-    "  bl ot__ctx_switch\n"
-    "  ldr x3, [sp, #160]\n"
-    "  stp x19, x20, [x3, #0]\n  stp x21, x22, [x3, #16]\n  stp x23, x24, [x3, #32]\n"
-    "  stp x25, x26, [x3, #48]\n  stp x27, x28, [x3, #64]\n  str x29, [x3, #80]\n"
-    "  stp d8, d9, [x3, #88]\n  stp d10, d11, [x3, #104]\n  stp d12, d13, [x3, #120]\n"
-    "  stp d14, d15, [x3, #136]\n"
-    "  ldp x19, x20, [sp, #0]\n  ldp x21, x22, [sp, #16]\n  ldp x23, x24, [sp, #32]\n"
-    "  ldp x25, x26, [sp, #48]\n  ldp x27, x28, [sp, #64]\n  ldp x29, x30, [sp, #80]\n"
-    "  ldp d8, d9, [sp, #96]\n  ldp d10, d11, [sp, #112]\n  ldp d12, d13, [sp, #128]\n"
-    "  ldp d14, d15, [sp, #144]\n"
-    "  add sp, sp, #176\n"
-    "  ret\n"
-    ".p2align 4\n"
-    ".type probe_sp, %function\n"
-    "probe_sp:\n"
-    "  mov x0, sp\n"
-    "  ret\n");
+__asm__(".text\n"
+        ".p2align 4\n"
+        ".type probe_switch, %function\n"
+        "probe_switch:\n"
+        "  sub sp, sp, #176\n"
+        "  stp x19, x20, [sp, #0]\n  stp x21, x22, [sp, #16]\n  stp x23, x24, [sp, #32]\n"
+        "  stp x25, x26, [sp, #48]\n  stp x27, x28, [sp, #64]\n  stp x29, x30, [sp, #80]\n"
+        "  stp d8, d9, [sp, #96]\n  stp d10, d11, [sp, #112]\n  stp d12, d13, [sp, #128]\n"
+        "  stp d14, d15, [sp, #144]\n  str x3, [sp, #160]\n"
+        "  ldp x19, x20, [x2, #0]\n  ldp x21, x22, [x2, #16]\n  ldp x23, x24, [x2, #32]\n"
+        "  ldp x25, x26, [x2, #48]\n  ldp x27, x28, [x2, #64]\n  ldr x29, [x2, #80]\n"
+        "  ldp d8, d9, [x2, #88]\n  ldp d10, d11, [x2, #104]\n  ldp d12, d13, [x2, #120]\n"
+        "  ldp d14, d15, [x2, #136]\n"
+        "  bl ot__ctx_switch\n"
+        "  ldr x3, [sp, #160]\n"
+        "  stp x19, x20, [x3, #0]\n  stp x21, x22, [x3, #16]\n  stp x23, x24, [x3, #32]\n"
+        "  stp x25, x26, [x3, #48]\n  stp x27, x28, [x3, #64]\n  str x29, [x3, #80]\n"
+        "  stp d8, d9, [x3, #88]\n  stp d10, d11, [x3, #104]\n  stp d12, d13, [x3, #120]\n"
+        "  stp d14, d15, [x3, #136]\n"
+        "  ldp x19, x20, [sp, #0]\n  ldp x21, x22, [sp, #16]\n  ldp x23, x24, [sp, #32]\n"
+        "  ldp x25, x26, [sp, #48]\n  ldp x27, x28, [sp, #64]\n  ldp x29, x30, [sp, #80]\n"
+        "  ldp d8, d9, [sp, #96]\n  ldp d10, d11, [sp, #112]\n  ldp d12, d13, [sp, #128]\n"
+        "  ldp d14, d15, [sp, #144]\n"
+        "  add sp, sp, #176\n"
+        "  ret\n"
+        ".p2align 4\n"
+        ".type probe_sp, %function\n"
+        "probe_sp:\n"
+        "  mov x0, sp\n"
+        "  ret\n");
 #else
 #error "no register probe for this architecture"
 #endif
@@ -147,11 +146,13 @@ typedef struct fiber {
  * see into, so that a context resumed on another thread does not use a
  * thread-local address computed before the switch. */
 static __thread fiber_t *t_from;
-__attribute__((noinline, noipa)) static fiber_t **t_from_slot(void) {
+__attribute__((noinline, noipa)) static fiber_t **t_from_slot(void)
+{
     return &t_from;
 }
 
-static void fiber_thread_init(fiber_t *f) {
+static void fiber_thread_init(fiber_t *f)
+{
     memset(f, 0, sizeof *f);
 #ifdef T_TSAN
     f->tsan = __tsan_get_current_fiber();
@@ -159,7 +160,8 @@ static void fiber_thread_init(fiber_t *f) {
 }
 
 static void fiber_create(fiber_t *f, size_t size, size_t top_misalign, void (*fn)(void *),
-                         void *arg) {
+                         void *arg)
+{
     memset(f, 0, sizeof *f);
     f->stack = malloc(size);
     assert_non_null(f->stack);
@@ -175,12 +177,12 @@ static void fiber_create(fiber_t *f, size_t size, size_t top_misalign, void (*fn
 }
 
 /* After a fiber is resumed (also at its very first entry). */
-static void fiber_landed(fiber_t *self) {
+static void fiber_landed(fiber_t *self)
+{
     fiber_t *from = *t_from_slot();
 #ifdef T_ASAN
     /* A thread's own stack bounds are learnt here, as the runtime does. */
-    __sanitizer_finish_switch_fiber(self ? self->asan_fake : NULL, &from->bottom,
-                                    &from->bsize);
+    __sanitizer_finish_switch_fiber(self ? self->asan_fake : NULL, &from->bottom, &from->bsize);
 #else
     (void)self;
     (void)from;
@@ -188,7 +190,8 @@ static void fiber_landed(fiber_t *self) {
 }
 
 /* Switch from `from` (the running fiber) to `to`; returns when resumed. */
-static void fiber_switch(fiber_t *from, fiber_t *to) {
+static void fiber_switch(fiber_t *from, fiber_t *to)
+{
 #ifdef T_ASAN
     __sanitizer_start_switch_fiber(&from->asan_fake, to->bottom, to->bsize);
 #endif
@@ -201,8 +204,8 @@ static void fiber_switch(fiber_t *from, fiber_t *to) {
 }
 
 /* The same through the register probe. */
-static void fiber_switch_probe(fiber_t *from, fiber_t *to, const uint64_t *in,
-                               uint64_t *out) {
+static void fiber_switch_probe(fiber_t *from, fiber_t *to, const uint64_t *in, uint64_t *out)
+{
 #ifdef T_ASAN
     __sanitizer_start_switch_fiber(&from->asan_fake, to->bottom, to->bsize);
 #endif
@@ -215,7 +218,8 @@ static void fiber_switch_probe(fiber_t *from, fiber_t *to, const uint64_t *in,
 }
 
 /* Leave a fiber for good (it will never be resumed). */
-static _Noreturn void fiber_exit(fiber_t *from, fiber_t *to) {
+static _Noreturn void fiber_exit(fiber_t *from, fiber_t *to)
+{
 #ifdef T_ASAN
     __sanitizer_start_switch_fiber(NULL, to->bottom, to->bsize);
 #endif
@@ -228,7 +232,8 @@ static _Noreturn void fiber_exit(fiber_t *from, fiber_t *to) {
 }
 
 /* On the thread, once f has exited. */
-static void fiber_destroy(fiber_t *f) {
+static void fiber_destroy(fiber_t *f)
+{
 #ifdef T_TSAN
     __tsan_destroy_fiber(f->tsan);
 #endif
@@ -236,7 +241,8 @@ static void fiber_destroy(fiber_t *f) {
 }
 
 /* Is sp inside f's stack? */
-static bool on_stack(const fiber_t *f, uintptr_t sp) {
+static bool on_stack(const fiber_t *f, uintptr_t sp)
+{
     return sp > (uintptr_t)f->stack && sp <= (uintptr_t)f->stack + f->size;
 }
 
@@ -247,7 +253,8 @@ static unsigned long g_counter, g_errors;
 static volatile bool g_quit;
 static volatile uint64_t g_sink;
 
-static void counter_fn(void *arg) {
+static void counter_fn(void *arg)
+{
     fiber_landed(NULL);
     if (arg != &g_co) g_errors++;
     if (!on_stack(&g_co, probe_sp())) g_errors++;
@@ -259,7 +266,8 @@ static void counter_fn(void *arg) {
 }
 
 /* A million round trips: each switch in runs exactly one step. */
-static void million_round_trips(void **state) {
+static void million_round_trips(void **state)
+{
     (void)state;
     fiber_thread_init(&g_thread);
     g_counter = g_errors = 0;
@@ -279,7 +287,8 @@ static void million_round_trips(void **state) {
 
 /* ---- callee-saved registers ------------------------------------------------------- */
 
-static uint64_t mix(uint64_t x) {
+static uint64_t mix(uint64_t x)
+{
     x ^= x >> 33;
     x *= 0xff51afd7ed558ccdull;
     x ^= x >> 33;
@@ -288,7 +297,8 @@ static uint64_t mix(uint64_t x) {
 
 /* The context's side of the register probe: its own values, different
  * every time, must come back exactly. */
-static void probe_fn(void *arg) {
+static void probe_fn(void *arg)
+{
     (void)arg;
     fiber_landed(NULL);
     uint64_t in[PROBE_N], out[PROBE_N];
@@ -305,7 +315,8 @@ static void probe_fn(void *arg) {
 
 /* Both sides load distinct values into every callee-saved register and
  * switch: each gets exactly its own values back. */
-static void callee_saved_exact(void **state) {
+static void callee_saved_exact(void **state)
+{
     (void)state;
     fiber_thread_init(&g_thread);
     g_counter = g_errors = 0;
@@ -321,8 +332,8 @@ static void callee_saved_exact(void **state) {
         fiber_switch_probe(&g_thread, &g_co, in, out);
         for (int k = 0; k < PROBE_N; k++)
             if (in[k] != out[k])
-                fail_msg("round %lu: callee-saved register #%d was %#llx, now %#llx", r,
-                         k, (unsigned long long)in[k], (unsigned long long)out[k]);
+                fail_msg("round %lu: callee-saved register #%d was %#llx, now %#llx", r, k,
+                         (unsigned long long)in[k], (unsigned long long)out[k]);
     }
     g_quit = true;
     fiber_switch(&g_thread, &g_co);
@@ -333,12 +344,13 @@ static void callee_saved_exact(void **state) {
 
 /* Many live locals on the context's side too, changed every round, so
  * that its callee-saved registers hold other values at each switch. */
-static void busy_fn(void *arg) {
+static void busy_fn(void *arg)
+{
     (void)arg;
     fiber_landed(NULL);
     volatile uint64_t seed = 77;
-    uint64_t a = seed, b = seed * 3, c = seed * 5, d = seed * 7, e = seed * 11,
-             f = seed * 13, g = seed * 17, h = seed * 19;
+    uint64_t a = seed, b = seed * 3, c = seed * 5, d = seed * 7, e = seed * 11, f = seed * 13,
+             g = seed * 17, h = seed * 19;
     double x = (double)seed * 0.5, y = (double)seed * 0.25, z = (double)seed * 0.125;
     for (uint64_t i = 0; !g_quit; i++) {
         a += i, b ^= a, c += b, d ^= c, e += d, f ^= e, g += f, h ^= g;
@@ -357,7 +369,8 @@ static void busy_fn(void *arg) {
 
 /* Twelve integers and eight doubles live across every switch in the
  * thread, updated every round and checked against a recomputation. */
-static void live_locals_survive(void **state) {
+static void live_locals_survive(void **state)
+{
     (void)state;
     fiber_thread_init(&g_thread);
     g_counter = g_errors = 0;
@@ -380,8 +393,7 @@ static void live_locals_survive(void **state) {
         if (v0 != seed + k || v1 != seed + 1 + 2 * k || v2 != seed + 2 + 3 * k ||
             v3 != seed + 3 + 4 * k || v4 != seed + 4 + 5 * k || v5 != seed + 5 + 6 * k ||
             v6 != seed + 6 + 7 * k || v7 != seed + 7 + 8 * k || v8 != seed + 8 + 9 * k ||
-            v9 != seed + 9 + 10 * k || v10 != seed + 10 + 11 * k ||
-            v11 != seed + 11 + 12 * k)
+            v9 != seed + 9 + 10 * k || v10 != seed + 10 + 11 * k || v11 != seed + 11 + 12 * k)
             fail_msg("round %lu: an integer local changed across the switch", i);
         const double s = (double)seed, kd = (double)k;
         if (d0 != s + kd || d1 != s / 4 + 2 * kd || d2 != s / 8 + 3 * kd ||
@@ -401,7 +413,8 @@ static void live_locals_survive(void **state) {
 static uintptr_t g_entry_sp;
 static char g_fmt[64];
 
-static void align_fn(void *arg) {
+static void align_fn(void *arg)
+{
     fiber_landed(NULL);
     g_entry_sp = probe_sp();
     /* Something that uses aligned SSE/NEON spills in libc. */
@@ -411,7 +424,8 @@ static void align_fn(void *arg) {
 
 /* Whatever the alignment of `top`, calls in the new context see a 16-byte
  * aligned stack pointer, inside the stack and below top. */
-static void stack_alignment(void **state) {
+static void stack_alignment(void **state)
+{
     (void)state;
     double v = 2.25;
     for (size_t mis = 0; mis < 32; mis++) {
@@ -433,7 +447,8 @@ static void stack_alignment(void **state) {
 static fiber_t g_a, g_b;
 static unsigned long g_turn, g_rounds;
 
-static void ping_fn(void *arg) {
+static void ping_fn(void *arg)
+{
     (void)arg;
     fiber_landed(NULL);
     while (g_turn < g_rounds) {
@@ -444,7 +459,8 @@ static void ping_fn(void *arg) {
     fiber_exit(&g_a, &g_thread);
 }
 
-static void pong_fn(void *arg) {
+static void pong_fn(void *arg)
+{
     (void)arg;
     fiber_landed(NULL);
     for (;;) {
@@ -458,7 +474,8 @@ static void pong_fn(void *arg) {
 
 /* A and B switch directly to each other; the thread only starts A and,
  * after A ends the game, lets B finish. */
-static void ping_pong(void **state) {
+static void ping_pong(void **state)
+{
     (void)state;
     fiber_thread_init(&g_thread);
     g_errors = 0;
@@ -483,13 +500,13 @@ static void ping_pong(void **state) {
 static fiber_t *volatile g_resumer;
 static pthread_t g_resumer_tid;
 
-static void migrant_fn(void *arg) {
+static void migrant_fn(void *arg)
+{
     (void)arg;
     fiber_landed(NULL);
     uint64_t local = 0; /* lives on the context's stack across threads */
     while (!g_quit) {
-        if (!pthread_equal(pthread_self(), g_resumer_tid) || local != g_counter)
-            g_errors++;
+        if (!pthread_equal(pthread_self(), g_resumer_tid) || local != g_counter) g_errors++;
         local++;
         g_counter++;
         fiber_switch(&g_co, g_resumer);
@@ -501,7 +518,8 @@ static unsigned long g_per_thread;
 
 static fiber_t g_resumers[5]; /* one per resuming thread */
 
-static void *resumer_main(void *arg) {
+static void *resumer_main(void *arg)
+{
     fiber_t *self = arg;
     fiber_thread_init(self);
     g_resumer = self;
@@ -512,7 +530,8 @@ static void *resumer_main(void *arg) {
 }
 
 /* Four threads, one after the other, each resume the same context. */
-static void resumes_on_other_threads(void **state) {
+static void resumes_on_other_threads(void **state)
+{
     (void)state;
     g_counter = g_errors = 0;
     g_quit = false;
@@ -535,7 +554,8 @@ static void resumes_on_other_threads(void **state) {
     fiber_destroy(&g_co);
 }
 
-int main(void) {
+int main(void)
+{
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(million_round_trips), cmocka_unit_test(callee_saved_exact),
         cmocka_unit_test(live_locals_survive), cmocka_unit_test(stack_alignment),

@@ -10,8 +10,8 @@
 static void every_code_has_a_name(void **state)
 {
     (void)state;
-#define X(code, text)                                                            \
-    assert_string_equal(ot_strerror(-code), text);                               \
+#define X(code, text)                              \
+    assert_string_equal(ot_strerror(-code), text); \
     assert_string_equal(ot_err_name(-code), #code);
     OT_ERRNO_MAP(X)
 #undef X

@@ -16,13 +16,12 @@
 #include "otter/otter.h"
 
 static atomic_int g_fail;
-#define PCHECK(c)                                                                     \
-    do {                                                                              \
-        if (!(c)) {                                                                   \
-            atomic_fetch_add(&g_fail, 1);                                             \
-            fprintf(stderr, "%s:%d: check failed in process: %s\n", __FILE__, __LINE__, \
-                    #c);                                                              \
-        }                                                                             \
+#define PCHECK(c)                                                                            \
+    do {                                                                                     \
+        if (!(c)) {                                                                          \
+            atomic_fetch_add(&g_fail, 1);                                                    \
+            fprintf(stderr, "%s:%d: check failed in process: %s\n", __FILE__, __LINE__, #c); \
+        }                                                                                    \
     } while (0)
 
 static int g_san;
@@ -99,7 +98,10 @@ static void measure_idle(long ms, uint64_t *cpu, uint64_t *switches)
            (unsigned long long)(b.wakeups - a.wakeups));
 }
 
-static uint64_t cpu_bound(void) { return (g_san ? 100u : 20u) * 1000000u; }
+static uint64_t cpu_bound(void)
+{
+    return (g_san ? 100u : 20u) * 1000000u;
+}
 
 static void start_with_blocked_processes(void)
 {
@@ -110,7 +112,8 @@ static void start_with_blocked_processes(void)
     assert_int_equal(ot_runtime_start(&cfg, &g_rt), 0);
     atomic_store(&g_fail, 0);
     ot_pid_t first = OT_PID_NONE;
-    for (int i = 0; i < 4; i++) assert_int_equal(ot_spawn(blocked, NULL, NULL, &first), 0);
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(ot_spawn(blocked, NULL, NULL, &first), 0);
     assert_int_equal(ot_spawn(blocked_with_timeout, NULL, NULL, NULL), 0);
     assert_int_equal(ot_spawn(sleeping, NULL, NULL, NULL), 0);
     /* A timer far away, armed from this thread. */

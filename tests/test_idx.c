@@ -28,12 +28,14 @@
 
 /* The sanitizer legs of CI (OTTER_SANITIZER_BUILD=1) run a quarter of the
  * iterations: still millions of operations, well inside the time budget. */
-static unsigned long scaled(unsigned long n) {
+static unsigned long scaled(unsigned long n)
+{
     const char *s = getenv("OTTER_SANITIZER_BUILD");
     return s && *s && strcmp(s, "0") != 0 ? n / 4 : n;
 }
 
-static void pin_to_cpu(int i) {
+static void pin_to_cpu(int i)
+{
     cpu_set_t set;
     CPU_ZERO(&set);
     long n = sysconf(_SC_NPROCESSORS_ONLN);
@@ -44,7 +46,8 @@ static void pin_to_cpu(int i) {
 
 /* Take everything available with the global lock (no cache); mark[] counts
  * how often each index came out. Returns the count. */
-static uint32_t drain_global(ot__idx_global_t *g, uint32_t limit, uint8_t *mark) {
+static uint32_t drain_global(ot__idx_global_t *g, uint32_t limit, uint8_t *mark)
+{
     uint32_t n = 0;
     for (;;) {
         int64_t r = ot__idx_get(g, NULL);
@@ -58,7 +61,8 @@ static uint32_t drain_global(ot__idx_global_t *g, uint32_t limit, uint8_t *mark)
 
 /* Without a cache: 1..limit-1 each once, then -EAGAIN; a put index is the
  * next one handed out (LIFO free stack), and -EAGAIN again after it. */
-static void uncached_exhaust_and_reuse(void **state) {
+static void uncached_exhaust_and_reuse(void **state)
+{
     (void)state;
     enum { LIMIT = 10 };
     ot__idx_global_t g;
@@ -84,7 +88,8 @@ static void uncached_exhaust_and_reuse(void **state) {
 }
 
 /* Degenerate limits: nothing can be handed out. */
-static void empty_limits(void **state) {
+static void empty_limits(void **state)
+{
     (void)state;
     ot__idx_global_t g;
     ot__idx_cache_t c = {0};
@@ -101,7 +106,8 @@ static void empty_limits(void **state) {
 /* With a cache: all limit-1 indices come out once; putting them all back
  * through the cache (which overflows and spills batches to the global
  * stack) and flushing returns every one of them. */
-static void cached_roundtrip_loses_nothing(void **state) {
+static void cached_roundtrip_loses_nothing(void **state)
+{
     (void)state;
     enum { LIMIT = 1000 };
     ot__idx_global_t g;
@@ -136,7 +142,8 @@ static void cached_roundtrip_loses_nothing(void **state) {
 
 /* An index put into a cache is the next one that cache hands out, without
  * touching the global stack. */
-static void cache_is_local_lifo(void **state) {
+static void cache_is_local_lifo(void **state)
+{
     (void)state;
     ot__idx_global_t g;
     ot__idx_cache_t c = {0};
@@ -157,7 +164,8 @@ static void cache_is_local_lifo(void **state) {
 
 /* Indices stranded in another thread's cache are not available: -EAGAIN
  * until that cache is flushed, then they are handed out again. */
-static void stranded_in_other_cache(void **state) {
+static void stranded_in_other_cache(void **state)
+{
     (void)state;
     enum { LIMIT = 40 };
     ot__idx_global_t g;
@@ -198,7 +206,8 @@ typedef struct {
     unsigned long errors; /* index out of range or already owned */
 } idx_worker_t;
 
-static void *idx_worker(void *arg) {
+static void *idx_worker(void *arg)
+{
     idx_worker_t *w = arg;
     pin_to_cpu(w->id);
     /* Even threads use a cache, odd ones the global lock on every call:
@@ -220,9 +229,9 @@ static void *idx_worker(void *arg) {
         }
         uint32_t expect = 0;
         if (r < 1 || r >= (int64_t)C_LIMIT ||
-            !atomic_compare_exchange_strong_explicit(
-                &w->owner[r], &expect, (uint32_t)w->id + 1, memory_order_relaxed,
-                memory_order_relaxed)) {
+            !atomic_compare_exchange_strong_explicit(&w->owner[r], &expect, (uint32_t)w->id + 1,
+                                                     memory_order_relaxed,
+                                                     memory_order_relaxed)) {
             w->errors++;
             continue;
         }
@@ -268,8 +277,7 @@ static void *idx_worker(void *arg) {
             int k = (int)((rng >> 20) % (uint64_t)nheld);
             uint32_t x = held[k];
             held[k] = held[--nheld];
-            if (atomic_load_explicit(&w->owner[x], memory_order_relaxed) !=
-                (uint32_t)w->id + 1)
+            if (atomic_load_explicit(&w->owner[x], memory_order_relaxed) != (uint32_t)w->id + 1)
                 w->errors++;
             atomic_store_explicit(&w->owner[x], 0, memory_order_relaxed);
             ot__idx_put(w->g, c, x);
@@ -284,7 +292,8 @@ static void *idx_worker(void *arg) {
     return NULL;
 }
 
-static void concurrent_no_double_handout(void **state) {
+static void concurrent_no_double_handout(void **state)
+{
     (void)state;
     ot__idx_global_t g;
     assert_int_equal(ot__idx_init(&g, C_LIMIT), 0);
@@ -316,7 +325,8 @@ static void concurrent_no_double_handout(void **state) {
     ot__idx_destroy(&g);
 }
 
-int main(void) {
+int main(void)
+{
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(uncached_exhaust_and_reuse),
         cmocka_unit_test(empty_limits),

@@ -20,13 +20,12 @@
 #include "sched/internal.h" /* scheduler threads, for their CPU affinity */
 
 static atomic_int g_fail;
-#define PCHECK(c)                                                                     \
-    do {                                                                              \
-        if (!(c)) {                                                                   \
-            atomic_fetch_add(&g_fail, 1);                                             \
-            fprintf(stderr, "%s:%d: check failed in process: %s\n", __FILE__, __LINE__, \
-                    #c);                                                              \
-        }                                                                             \
+#define PCHECK(c)                                                                            \
+    do {                                                                                     \
+        if (!(c)) {                                                                          \
+            atomic_fetch_add(&g_fail, 1);                                                    \
+            fprintf(stderr, "%s:%d: check failed in process: %s\n", __FILE__, __LINE__, #c); \
+        }                                                                                    \
     } while (0)
 
 static int g_san;
@@ -92,8 +91,8 @@ static void ponger(void *arg)
             return;
         }
         uint64_t tag = ot_msg_tag(m);
-        if (tag == TAG_PING) PCHECK(ot_send(ot_msg_sender(m), TAG_PONG, ot_msg_data(m),
-                                            ot_msg_len(m)) == 0);
+        if (tag == TAG_PING)
+            PCHECK(ot_send(ot_msg_sender(m), TAG_PONG, ot_msg_data(m), ot_msg_len(m)) == 0);
         ot_msg_free(m);
         if (tag != TAG_PING) return;
     }
@@ -151,7 +150,8 @@ static void workload(int npingers, int rounds, int nspawn)
         o.scheduler = i % ns;
         assert_int_equal(ot_spawn(pinger, &a[i], &o, NULL), 0);
     }
-    for (int i = 0; i < nspawn; i++) assert_int_equal(ot_spawn(hello, &me, NULL, NULL), 0);
+    for (int i = 0; i < nspawn; i++)
+        assert_int_equal(ot_spawn(hello, &me, NULL, NULL), 0);
     int64_t pongs = 0;
     int hellos = 0, dones = 0;
     while (dones < npingers || hellos < nspawn) {
@@ -242,7 +242,8 @@ static void stubborn(void *arg)
         ot_msg_free(m);
         if (tag == OT_TAG_SHUTDOWN) {
             /* A second one would mean we were resumed after the kill. */
-            if (atomic_fetch_add(&g_stubborn_shutdowns, 1) >= 5) atomic_fetch_add(&g_after_kill, 1);
+            if (atomic_fetch_add(&g_stubborn_shutdowns, 1) >= 5)
+                atomic_fetch_add(&g_after_kill, 1);
         }
     }
     atomic_fetch_add(&g_after_kill, 1);
@@ -282,9 +283,12 @@ static void stop_with_blocked_processes(void **state)
     atomic_store(&g_stubborn_shutdowns, 0);
     atomic_store(&g_after_kill, 0);
     start_rt(2, 50);
-    for (int i = 0; i < 10; i++) assert_int_equal(ot_spawn(polite, NULL, NULL, NULL), 0);
-    for (int i = 0; i < 5; i++) assert_int_equal(ot_spawn(stubborn, NULL, NULL, NULL), 0);
-    for (int i = 0; i < 3; i++) assert_int_equal(ot_spawn(deaf, NULL, NULL, NULL), 0);
+    for (int i = 0; i < 10; i++)
+        assert_int_equal(ot_spawn(polite, NULL, NULL, NULL), 0);
+    for (int i = 0; i < 5; i++)
+        assert_int_equal(ot_spawn(stubborn, NULL, NULL, NULL), 0);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(ot_spawn(deaf, NULL, NULL, NULL), 0);
     /* All blocked: nobody ends on its own. */
     assert_int_equal(ot_runtime_wait_idle(g_rt, 100), -ETIMEDOUT);
     assert_int_equal(ot_process_count(), 18);
@@ -301,7 +305,8 @@ static void stop_with_blocked_processes(void **state)
     /* When everyone obeys, stop does not wait out the grace period. */
     atomic_store(&g_polite_shutdowns, 0);
     start_rt(2, 20000);
-    for (int i = 0; i < 50; i++) assert_int_equal(ot_spawn(polite, NULL, NULL, NULL), 0);
+    for (int i = 0; i < 50; i++)
+        assert_int_equal(ot_spawn(polite, NULL, NULL, NULL), 0);
     t0 = now_ns();
     stop_rt();
     el = now_ns() - t0;
@@ -373,7 +378,8 @@ static void attach_detach(void **state)
     struct att t = {.peer = b};
     pthread_t th;
     assert_int_equal(pthread_create(&th, NULL, attached_thread, &t), 0);
-    while (!atomic_load(&t.ready)) sched_yield();
+    while (!atomic_load(&t.ready))
+        sched_yield();
     assert_int_equal(ot_process_count(), 2);
     int64_t v = 4242;
     assert_int_equal(ot_send(t.self, TAG_PING, &v, sizeof v), 0);
@@ -418,7 +424,8 @@ static void *attached_waiter(void *arg)
     ot_pid_t me;
     if (ot_attach(&me) != 0) atomic_fetch_add(&g_fail, 1);
     atomic_store(state, 1);
-    while (atomic_load(state) == 1) ot_sleep(1);
+    while (atomic_load(state) == 1)
+        ot_sleep(1);
     if (ot_detach() != 0) atomic_fetch_add(&g_fail, 1);
     return NULL;
 }
@@ -428,7 +435,8 @@ static void wait_idle(void **state)
     (void)state;
     start_rt(2, 50);
     assert_int_equal(ot_runtime_wait_idle(g_rt, 0), 0); /* nothing alive */
-    for (int i = 0; i < 20; i++) assert_int_equal(ot_spawn(naps, NULL, NULL, NULL), 0);
+    for (int i = 0; i < 20; i++)
+        assert_int_equal(ot_spawn(naps, NULL, NULL, NULL), 0);
     uint64_t t0 = now_ns();
     assert_int_equal(ot_runtime_wait_idle(g_rt, 10), -ETIMEDOUT);
     assert_int_equal(ot_runtime_wait_idle(g_rt, -1), 0);
@@ -439,7 +447,8 @@ static void wait_idle(void **state)
     atomic_int st = 0;
     pthread_t th;
     assert_int_equal(pthread_create(&th, NULL, attached_waiter, &st), 0);
-    while (atomic_load(&st) == 0) sched_yield();
+    while (atomic_load(&st) == 0)
+        sched_yield();
     assert_int_equal(ot_process_count(), 1);
     assert_int_equal(ot_runtime_wait_idle(g_rt, 5000), 0);
     atomic_store(&st, 2);

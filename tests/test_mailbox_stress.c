@@ -17,19 +17,21 @@
 #include "otter/otter.h"
 
 static atomic_int g_fail;
-#define PCHECK(c)                                                                     \
-    do {                                                                              \
-        if (!(c)) {                                                                   \
-            atomic_fetch_add(&g_fail, 1);                                             \
-            fprintf(stderr, "%s:%d: check failed in process: %s\n", __FILE__, __LINE__, \
-                    #c);                                                              \
-        }                                                                             \
+#define PCHECK(c)                                                                            \
+    do {                                                                                     \
+        if (!(c)) {                                                                          \
+            atomic_fetch_add(&g_fail, 1);                                                    \
+            fprintf(stderr, "%s:%d: check failed in process: %s\n", __FILE__, __LINE__, #c); \
+        }                                                                                    \
     } while (0)
 
 static int g_san;
 static ot_runtime_t *g_rt;
 
-static long scaled(long n) { return g_san ? n / 10 : n; }
+static long scaled(long n)
+{
+    return g_san ? n / 10 : n;
+}
 
 static void start_rt(void)
 {
@@ -82,7 +84,8 @@ static size_t make_msg(uint8_t *buf, uint32_t idx, uint64_t seq, ot_pid_t from)
 {
     struct hdr h = {idx, (uint32_t)(seq % 5) * 40u, seq, from};
     memcpy(buf, &h, sizeof h);
-    for (uint32_t k = 0; k < h.extra; k++) buf[sizeof h + k] = pat(idx, seq, k);
+    for (uint32_t k = 0; k < h.extra; k++)
+        buf[sizeof h + k] = pat(idx, seq, k);
     return sizeof h + h.extra;
 }
 
@@ -142,7 +145,8 @@ static void proc_sender(void *arg)
     struct job *j = arg;
     ot_pid_t me = ot_self();
     uint8_t buf[sizeof(struct hdr) + EXTRA_MAX];
-    while (!atomic_load_explicit(j->go, memory_order_acquire)) ot_yield();
+    while (!atomic_load_explicit(j->go, memory_order_acquire))
+        ot_yield();
     for (long s = 0; s < j->n; s++) {
         size_t len = make_msg(buf, j->idx, (uint64_t)s, me);
         int rc = ot_send(j->to, TAG_DATA, buf, len);
@@ -241,7 +245,8 @@ static void *thread_sender(void *arg)
 {
     struct job *j = arg;
     uint8_t buf[sizeof(struct hdr) + EXTRA_MAX];
-    while (!atomic_load_explicit(j->go, memory_order_acquire)) sched_yield();
+    while (!atomic_load_explicit(j->go, memory_order_acquire))
+        sched_yield();
     for (long s = 0; s < j->n; s++) {
         size_t len = make_msg(buf, j->idx, (uint64_t)s, OT_PID_NONE);
         int rc = ot_send(j->to, TAG_DATA, buf, len);
@@ -284,13 +289,15 @@ static void threads_and_processes(void **state)
         tally_msg(t, m, ns);
         ot_msg_free(m);
     }
-    for (unsigned i = 0; i < nt; i++) pthread_join(th[i], NULL);
+    for (unsigned i = 0; i < nt; i++)
+        pthread_join(th[i], NULL);
     ot_msg_t *m;
     assert_int_equal(ot_receive(NULL, NULL, 50, &m), -ETIMEDOUT);
     int64_t received = t->received, bad_order = t->bad_order, bad_data = t->bad_data,
             bad_sender = t->bad_sender;
     unsigned incomplete = 0;
-    for (unsigned i = 0; i < ns; i++) incomplete += t->next[i] != per;
+    for (unsigned i = 0; i < ns; i++)
+        incomplete += t->next[i] != per;
     free(t);
     assert_int_equal(received, total);
     assert_int_equal(bad_order, 0);
@@ -323,7 +330,8 @@ static void a2a_proc(void *arg)
     struct a2a_self *me = arg;
     struct a2a *g = me->g;
     /* Wait until every pid is known. */
-    while (atomic_load_explicit(&g->ready, memory_order_acquire) == 0) ot_yield();
+    while (atomic_load_explicit(&g->ready, memory_order_acquire) == 0)
+        ot_yield();
     struct tally *t = malloc(sizeof *t);
     PCHECK(t != NULL);
     if (!t) return;

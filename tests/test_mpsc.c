@@ -32,12 +32,14 @@
 
 /* The sanitizer legs of CI (OTTER_SANITIZER_BUILD=1) run a quarter of the
  * iterations: still millions of operations, well inside the time budget. */
-static unsigned long scaled(unsigned long n) {
+static unsigned long scaled(unsigned long n)
+{
     const char *s = getenv("OTTER_SANITIZER_BUILD");
     return s && *s && strcmp(s, "0") != 0 ? n / 4 : n;
 }
 
-static void pin_to_cpu(int i) {
+static void pin_to_cpu(int i)
+{
     cpu_set_t set;
     CPU_ZERO(&set);
     long n = sysconf(_SC_NPROCESSORS_ONLN);
@@ -53,7 +55,8 @@ typedef struct {
 } item_t;
 
 /* Empty queue: NULL (not BUSY), maybe_nonempty false. */
-static void empty_is_null(void **state) {
+static void empty_is_null(void **state)
+{
     (void)state;
     ot__mpsc_t q;
     ot__mpsc_init(&q);
@@ -64,7 +67,8 @@ static void empty_is_null(void **state) {
 }
 
 /* FIFO over a batch, and the queue returns to empty. */
-static void fifo_single_thread(void **state) {
+static void fifo_single_thread(void **state)
+{
     (void)state;
     enum { N = 1000 };
     static item_t it[N];
@@ -89,7 +93,8 @@ static void fifo_single_thread(void **state) {
 /* One node at a time: every pop takes the last node, which goes through
  * the "push the stub behind it" path; and the same node may be pushed
  * again once popped. */
-static void one_at_a_time_stub_path(void **state) {
+static void one_at_a_time_stub_path(void **state)
+{
     (void)state;
     static item_t a, b;
     ot__mpsc_t q;
@@ -114,17 +119,20 @@ static void one_at_a_time_stub_path(void **state) {
 
 /* The first half of ot__mpsc_push, as a producer preempted between its
  * exchange and its link store would leave it. Returns the previous tail. */
-static ot__mpsc_node_t *half_push(ot__mpsc_t *q, ot__mpsc_node_t *n) {
+static ot__mpsc_node_t *half_push(ot__mpsc_t *q, ot__mpsc_node_t *n)
+{
     atomic_store_explicit(&n->next, NULL, memory_order_relaxed);
     return atomic_exchange_explicit(&q->tail, n, memory_order_seq_cst);
 }
 
-static void finish_push(ot__mpsc_node_t *prev, ot__mpsc_node_t *n) {
+static void finish_push(ot__mpsc_node_t *prev, ot__mpsc_node_t *n)
+{
     atomic_store_explicit(&prev->next, n, memory_order_release);
 }
 
 /* Half-done push on an empty queue: BUSY, never NULL. */
-static void half_push_on_empty_is_busy(void **state) {
+static void half_push_on_empty_is_busy(void **state)
+{
     (void)state;
     static item_t a;
     ot__mpsc_t q;
@@ -141,7 +149,8 @@ static void half_push_on_empty_is_busy(void **state) {
 
 /* Half-done push behind a complete one: the complete one cannot be taken
  * (its successor is unknown), BUSY; then both in order. */
-static void half_push_behind_node_is_busy(void **state) {
+static void half_push_behind_node_is_busy(void **state)
+{
     (void)state;
     static item_t a, b, c;
     ot__mpsc_t q;
@@ -164,7 +173,8 @@ static void half_push_behind_node_is_busy(void **state) {
 
 /* The consumer's own stub re-insertion races with a half-done push: the
  * last node is taken only once its successor is linked. */
-static void half_push_during_last_node(void **state) {
+static void half_push_during_last_node(void **state)
+{
     (void)state;
     static item_t a, b;
     ot__mpsc_t q;
@@ -194,7 +204,8 @@ typedef struct {
 
 static atomic_int s_start;
 
-static void *producer_main(void *arg) {
+static void *producer_main(void *arg)
+{
     producer_t *p = arg;
     pin_to_cpu((int)p->id + 1);
     while (!atomic_load_explicit(&s_start, memory_order_acquire))
@@ -208,7 +219,8 @@ static void *producer_main(void *arg) {
     return NULL;
 }
 
-static void stress_three_producers(void **state) {
+static void stress_three_producers(void **state)
+{
     (void)state;
     static ot__mpsc_t q; /* aligned: the struct wants 64 */
     ot__mpsc_init(&q);
@@ -253,8 +265,8 @@ static void stress_three_producers(void **state) {
     }
     for (int i = 0; i < PRODUCERS; i++)
         assert_int_equal(pthread_join(tid[i], NULL), 0);
-    print_message("%lu nodes from %d producers; the consumer found it empty %lu times\n",
-                  total, PRODUCERS, empty);
+    print_message("%lu nodes from %d producers; the consumer found it empty %lu times\n", total,
+                  PRODUCERS, empty);
     assert_int_equal(bad, 0);
     assert_int_equal(total, want);
     for (int i = 0; i < PRODUCERS; i++)
@@ -266,7 +278,8 @@ static void stress_three_producers(void **state) {
         free(pr[i].items);
 }
 
-int main(void) {
+int main(void)
+{
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(empty_is_null),
         cmocka_unit_test(fifo_single_thread),

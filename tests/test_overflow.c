@@ -63,14 +63,15 @@ static __attribute__((noinline)) int overrun_into_canary(size_t headroom)
     volatile char *b = __builtin_alloca(n);
     b[n - 1] = 1; /* use the block's far end, as a real frame would */
     if ((uintptr_t)b > lo + OT__STACK_CANARY + headroom) return 0;
-    for (uintptr_t a = lo + 8; a < lo + OT__STACK_CANARY - 8; a++) *(volatile char *)a = 0x5a;
+    for (uintptr_t a = lo + 8; a < lo + OT__STACK_CANARY - 8; a++)
+        *(volatile char *)a = 0x5a;
     return 1;
 }
 
 static void canary_overrun(void *arg)
 {
     (void)arg;
-    if (ot__self()->stack->guarded) _exit(21); /* the test needs no guard */
+    if (ot__self()->stack->guarded) _exit(21);              /* the test needs no guard */
     if (!overrun_into_canary(g_san ? 16384 : 0)) _exit(22); /* missed the canary */
     /* Back within bounds; the damage is seen at the next switch. */
     ot_yield();
@@ -135,8 +136,7 @@ static void run_child(long stack_guards, ot_entry_fn fn, struct outcome *out)
     ssize_t n = pread(fd, out->err, sizeof out->err - 1, 0);
     out->err[n > 0 ? n : 0] = 0;
     close(fd);
-    fprintf(stderr, "child: %s %d; its stderr:\n%s\n",
-            WIFSIGNALED(status) ? "signal" : "exit",
+    fprintf(stderr, "child: %s %d; its stderr:\n%s\n", WIFSIGNALED(status) ? "signal" : "exit",
             WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status), out->err);
 }
 
@@ -177,8 +177,8 @@ static void canary(void **state)
     static struct outcome o;
     run_child(0, canary_overrun, &o);
     /* Exit codes 21, 22: the scenario itself went wrong. */
-    assert_false(WIFEXITED(o.status) && (WEXITSTATUS(o.status) == 21 ||
-                                         WEXITSTATUS(o.status) == 22));
+    assert_false(WIFEXITED(o.status) &&
+                 (WEXITSTATUS(o.status) == 21 || WEXITSTATUS(o.status) == 22));
     check(&o, "canary");
 }
 

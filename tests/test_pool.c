@@ -34,12 +34,14 @@
 
 /* The sanitizer legs of CI (OTTER_SANITIZER_BUILD=1) run a quarter of the
  * iterations: still millions of operations, well inside the time budget. */
-static unsigned long scaled(unsigned long n) {
+static unsigned long scaled(unsigned long n)
+{
     const char *s = getenv("OTTER_SANITIZER_BUILD");
     return s && *s && strcmp(s, "0") != 0 ? n / 4 : n;
 }
 
-static void pin_to_cpu(int i) {
+static void pin_to_cpu(int i)
+{
     cpu_set_t set;
     CPU_ZERO(&set);
     long n = sysconf(_SC_NPROCESSORS_ONLN);
@@ -49,7 +51,8 @@ static void pin_to_cpu(int i) {
 
 /* Spin briefly, then give the CPU away: three threads share two cores, so
  * the thread we wait for may be waiting for our time slice. */
-static inline void backoff(unsigned *spins) {
+static inline void backoff(unsigned *spins)
+{
     if (++*spins < 64) {
 #if defined(__x86_64__)
         __builtin_ia32_pause();
@@ -64,14 +67,16 @@ static inline void backoff(unsigned *spins) {
 
 static const char OWNER = 'o', OTHER = 'x'; /* scheduler identities */
 
-static int ptr_cmp(const void *a, const void *b) {
+static int ptr_cmp(const void *a, const void *b)
+{
     uintptr_t x = *(const uintptr_t *)a, y = *(const uintptr_t *)b;
     return x < y ? -1 : x > y;
 }
 
 /* Index of the slab holding [o, o+obj_size), with o at an obj_size multiple
  * from the slab start; -1 otherwise. */
-static long slab_of(const ot__pool_t *p, const void *o) {
+static long slab_of(const ot__pool_t *p, const void *o)
+{
     for (size_t s = 0; s < p->nslabs; s++) {
         const char *b = p->slabs[s];
         const char *c = o;
@@ -85,7 +90,8 @@ static long slab_of(const ot__pool_t *p, const void *o) {
 }
 
 static unsigned long carve_calls;
-static void count_carve(ot__pool_t *p, void *obj) {
+static void count_carve(ot__pool_t *p, void *obj)
+{
     (void)p;
     (void)obj;
     carve_calls++;
@@ -94,7 +100,8 @@ static void count_carve(ot__pool_t *p, void *obj) {
 /* Distinct, slab-resident, obj_size-granular; on_carve once each; the
  * number of slabs is what the sizes imply. 48-byte objects in 4 KiB slabs
  * leave a 16-byte tail per slab that must not be used. */
-static void objects_distinct_and_placed(void **state) {
+static void objects_distinct_and_placed(void **state)
+{
     (void)state;
     enum { N = 2000, OBJ = 48, SLAB = 4096 };
     ot__pool_t p;
@@ -120,7 +127,8 @@ static void objects_distinct_and_placed(void **state) {
 
 /* The link is written at link_off; the rest of a freed object is left as
  * it was, and still is when the object comes back. Reuse does not carve. */
-static void link_at_link_off_only(void **state) {
+static void link_at_link_off_only(void **state)
+{
     (void)state;
     enum { OBJ = 64, LINK = 40 };
     ot__pool_t p;
@@ -159,7 +167,8 @@ static void link_at_link_off_only(void **state) {
 /* Owner frees are local (no remote list traffic); frees with another or
  * no identity go to the remote list; the owner reuses all of them before
  * carving anything new. */
-static void owner_local_and_remote_reuse(void **state) {
+static void owner_local_and_remote_reuse(void **state)
+{
     (void)state;
     enum { N = 100 };
     ot__pool_t p;
@@ -208,7 +217,8 @@ static void owner_local_and_remote_reuse(void **state) {
 
 /* A chain linked through ot__pool_link and freed with one CAS: all of it
  * comes back (mixed with single remote frees), nothing is carved. */
-static void free_chain_reused(void **state) {
+static void free_chain_reused(void **state)
+{
     (void)state;
     enum { N = 10 };
     ot__pool_t p;
@@ -240,7 +250,8 @@ static void free_chain_reused(void **state) {
 }
 
 /* A pool whose owner is NULL: every free is remote, and still reused. */
-static void null_owner_all_remote(void **state) {
+static void null_owner_all_remote(void **state)
+{
     (void)state;
     ot__pool_t p;
     ot__pool_init(&p, 16, 0, 4096, NULL, NULL);
@@ -285,7 +296,8 @@ typedef struct {
     unsigned long freed, bad;
 } freer_t;
 
-static void *freer_main(void *arg) {
+static void *freer_main(void *arg)
+{
     freer_t *f = arg;
     ring_t *r = &s_ring[f->id];
     pin_to_cpu(f->id + 1);
@@ -337,7 +349,8 @@ static void *freer_main(void *arg) {
     return NULL;
 }
 
-static void stress_remote_frees(void **state) {
+static void stress_remote_frees(void **state)
+{
     (void)state;
     ot__pool_init(&s_pool, OBJ_SIZE, offsetof(obj_t, link), SLAB_SIZE, &OWNER, NULL);
     for (int i = 0; i < FREERS; i++) {
@@ -422,14 +435,12 @@ static void stress_remote_frees(void **state) {
     ot__pool_destroy(&s_pool);
 }
 
-int main(void) {
+int main(void)
+{
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(objects_distinct_and_placed),
-        cmocka_unit_test(link_at_link_off_only),
-        cmocka_unit_test(owner_local_and_remote_reuse),
-        cmocka_unit_test(free_chain_reused),
-        cmocka_unit_test(null_owner_all_remote),
-        cmocka_unit_test(stress_remote_frees),
+        cmocka_unit_test(objects_distinct_and_placed),  cmocka_unit_test(link_at_link_off_only),
+        cmocka_unit_test(owner_local_and_remote_reuse), cmocka_unit_test(free_chain_reused),
+        cmocka_unit_test(null_owner_all_remote),        cmocka_unit_test(stress_remote_frees),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -16,13 +16,12 @@
 #include "otter/otter.h"
 
 static atomic_int g_fail;
-#define PCHECK(c)                                                                     \
-    do {                                                                              \
-        if (!(c)) {                                                                   \
-            atomic_fetch_add(&g_fail, 1);                                             \
-            fprintf(stderr, "%s:%d: check failed in process: %s\n", __FILE__, __LINE__, \
-                    #c);                                                              \
-        }                                                                             \
+#define PCHECK(c)                                                                            \
+    do {                                                                                     \
+        if (!(c)) {                                                                          \
+            atomic_fetch_add(&g_fail, 1);                                                    \
+            fprintf(stderr, "%s:%d: check failed in process: %s\n", __FILE__, __LINE__, #c); \
+        }                                                                                    \
     } while (0)
 
 static ot_runtime_t *g_rt;
@@ -69,7 +68,10 @@ static void log_id(int id)
     if (i < LOG_MAX) g_log[i] = id;
 }
 
-static void log_proc(void *arg) { log_id((int)(intptr_t)arg); }
+static void log_proc(void *arg)
+{
+    log_id((int)(intptr_t)arg);
+}
 
 static ot_pid_t spawn_prio(ot_entry_fn fn, int id, int prio)
 {
@@ -87,7 +89,8 @@ static void expect_log(const int *want, int n)
     for (int i = 0; i < n; i++) {
         if (g_log[i] != want[i]) {
             fprintf(stderr, "run order:");
-            for (int k = 0; k < n; k++) fprintf(stderr, " %d", g_log[k]);
+            for (int k = 0; k < n; k++)
+                fprintf(stderr, " %d", g_log[k]);
             fprintf(stderr, "\n");
         }
         assert_int_equal(g_log[i], want[i]);
@@ -227,7 +230,8 @@ static void counting_yielder(void *arg)
 static void low_controller(void *arg)
 {
     (void)arg;
-    for (int i = 0; i < NNORMAL; i++) spawn_prio(counting_yielder, i, OT_PRIO_NORMAL);
+    for (int i = 0; i < NNORMAL; i++)
+        spawn_prio(counting_yielder, i, OT_PRIO_NORMAL);
     spawn_prio(counting_yielder, NNORMAL, OT_PRIO_LOW);
 }
 
@@ -236,7 +240,8 @@ static void low_runs_less_but_runs(void **state)
     (void)state;
     start_rt(1);
     atomic_store(&g_stop, 0);
-    for (int i = 0; i <= NNORMAL; i++) atomic_store(&g_runs[i], 0);
+    for (int i = 0; i <= NNORMAL; i++)
+        atomic_store(&g_runs[i], 0);
     assert_int_equal(ot_spawn(low_controller, NULL, NULL, NULL), 0);
     struct timespec ts = {0, 300 * 1000000L};
     nanosleep(&ts, NULL);
@@ -253,9 +258,9 @@ static void low_runs_less_but_runs(void **state)
     printf("runs in 300 ms: normal avg %ld (min %ld), low %ld (1/%.1f)\n", avg, nmin, low,
            low ? (double)avg / (double)low : 0.0);
     assert_true(avg > 100);
-    assert_true(low > 0);            /* not starved */
-    assert_true(low * 20 >= avg);    /* ... and not far from BEAM's 1 in 8 */
-    assert_true(low * 4 <= avg);     /* less often than a normal process */
+    assert_true(low > 0);         /* not starved */
+    assert_true(low * 20 >= avg); /* ... and not far from BEAM's 1 in 8 */
+    assert_true(low * 4 <= avg);  /* less often than a normal process */
     stop_rt();
 }
 
@@ -284,7 +289,8 @@ static void fair_receiver(void *arg)
 static void fair_sender(void *arg)
 {
     ot_pid_t to = (ot_pid_t)(uintptr_t)arg;
-    for (int i = 0; i < FAIR_N; i++) PCHECK(ot_send(to, 2, &i, sizeof i) == 0);
+    for (int i = 0; i < FAIR_N; i++)
+        PCHECK(ot_send(to, 2, &i, sizeof i) == 0);
 }
 
 static void receiver_not_starved_by_sender(void **state)

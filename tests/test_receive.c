@@ -22,13 +22,12 @@
 /* Checks made inside processes (cmocka's asserts must stay on the main
  * thread): a failure is counted and printed, the main thread asserts zero. */
 static atomic_int g_fail;
-#define PCHECK(c)                                                                     \
-    do {                                                                              \
-        if (!(c)) {                                                                   \
-            atomic_fetch_add(&g_fail, 1);                                             \
-            fprintf(stderr, "%s:%d: check failed in process: %s\n", __FILE__, __LINE__, \
-                    #c);                                                              \
-        }                                                                             \
+#define PCHECK(c)                                                                            \
+    do {                                                                                     \
+        if (!(c)) {                                                                          \
+            atomic_fetch_add(&g_fail, 1);                                                    \
+            fprintf(stderr, "%s:%d: check failed in process: %s\n", __FILE__, __LINE__, #c); \
+        }                                                                                    \
     } while (0)
 
 static int g_san; /* sanitizer build: relax timing bounds */
@@ -203,7 +202,8 @@ struct sel_args {
 static void sel_sender(void *arg)
 {
     ot_pid_t to = *(ot_pid_t *)arg;
-    for (int64_t i = 0; i < 3000; i++) PCHECK(ot_send(to, TAG_A, &i, sizeof i) == 0);
+    for (int64_t i = 0; i < 3000; i++)
+        PCHECK(ot_send(to, TAG_A, &i, sizeof i) == 0);
 }
 
 static void sel_receiver(void *arg)
@@ -216,7 +216,8 @@ static void sel_receiver(void *arg)
          * own B's, and wait for the C first. */
         ot_pid_t s;
         PCHECK(ot_spawn(sel_sender, &me, NULL, &s) == 0);
-        for (int64_t i = 0; i < a->per_round; i++) PCHECK(ot_send(me, TAG_B, &i, sizeof i) == 0);
+        for (int64_t i = 0; i < a->per_round; i++)
+            PCHECK(ot_send(me, TAG_B, &i, sizeof i) == 0);
         int64_t c = r;
         PCHECK(ot_send(me, TAG_C, &c, sizeof c) == 0);
         uint64_t tc = TAG_C;
@@ -421,7 +422,8 @@ static void ref_proc(void *arg)
     ot__proc_t *self = ot__self();
     ot_msg_t *m;
     if (a->self_fill) {
-        for (int64_t i = 0; i < a->n; i++) PCHECK(ot_send(me, TAG_FILL, &i, sizeof i) == 0);
+        for (int64_t i = 0; i < a->n; i++)
+            PCHECK(ot_send(me, TAG_FILL, &i, sizeof i) == 0);
     } else {
         uint64_t tg = TAG_GO; /* this one scans all n: it is not the trick */
         PCHECK(ot_receive(match_tag, &tg, 30000, &m) == 0);
@@ -444,15 +446,16 @@ static void ref_proc(void *arg)
         ot_msg_free(m);
     }
     PCHECK(looked < 10);
-    if (looked >= 10) fprintf(stderr, "ref receive examined %llu messages\n",
-                              (unsigned long long)looked);
+    if (looked >= 10)
+        fprintf(stderr, "ref receive examined %llu messages\n", (unsigned long long)looked);
     PCHECK(ot_mailbox_len() == a->n);
 
     /* 2. Unrelated messages arriving after the mark, before the reply: only
      * those are looked at. */
     before = self->scanned;
     ref = ot_make_ref();
-    for (int64_t i = 0; i < 5; i++) PCHECK(ot_send(me, TAG_LATE, &i, sizeof i) == 0);
+    for (int64_t i = 0; i < 5; i++)
+        PCHECK(ot_send(me, TAG_LATE, &i, sizeof i) == 0);
     PCHECK(ot_send(a->echo, TAG_REQ, &ref, sizeof ref) == 0);
     rc = ot_receive_ref(ref, 10000, &m);
     looked = self->scanned - before;
@@ -525,7 +528,8 @@ static void ref_trick_attached(void **state)
     ot_pid_t me, echo;
     assert_int_equal(ot_attach(&me), 0);
     assert_int_equal(ot_spawn(echo_proc, NULL, NULL, &echo), 0);
-    for (int64_t i = 0; i < n; i++) assert_int_equal(ot_send(me, TAG_FILL, &i, sizeof i), 0);
+    for (int64_t i = 0; i < n; i++)
+        assert_int_equal(ot_send(me, TAG_FILL, &i, sizeof i), 0);
     assert_int_equal(ot_mailbox_len(), n);
     ot__proc_t *self = ot__self();
     assert_non_null(self);
@@ -567,7 +571,8 @@ static void *new_buf(size_t n)
 {
     char *b = malloc(n);
     assert_non_null(b);
-    for (size_t i = 0; i < n; i++) b[i] = (char)(i * 7);
+    for (size_t i = 0; i < n; i++)
+        b[i] = (char)(i * 7);
     g_expect_buf = b;
     atomic_store(&g_freed, 0);
     return b;
@@ -576,11 +581,15 @@ static void *new_buf(size_t n)
 static void wait_freed(int n)
 {
     uint64_t end = now_ns() + 10ull * 1000000000u;
-    while (atomic_load(&g_freed) < n && now_ns() < end) ot_sleep(1);
+    while (atomic_load(&g_freed) < n && now_ns() < end)
+        ot_sleep(1);
     assert_int_equal(atomic_load(&g_freed), n);
 }
 
-static void exit_at_once(void *arg) { (void)arg; }
+static void exit_at_once(void *arg)
+{
+    (void)arg;
+}
 
 /* Waits for TAG_STOP only; anything else stays unread. */
 static void wait_stop_proc(void *arg)

@@ -37,12 +37,14 @@
 
 /* The sanitizer legs of CI (OTTER_SANITIZER_BUILD=1) run a quarter of the
  * iterations: still millions of operations, well inside the time budget. */
-static unsigned long scaled(unsigned long n) {
+static unsigned long scaled(unsigned long n)
+{
     const char *s = getenv("OTTER_SANITIZER_BUILD");
     return s && *s && strcmp(s, "0") != 0 ? n / 4 : n;
 }
 
-static void pin_to_cpu(int i) {
+static void pin_to_cpu(int i)
+{
     cpu_set_t set;
     CPU_ZERO(&set);
     long n = sysconf(_SC_NPROCESSORS_ONLN);
@@ -50,7 +52,8 @@ static void pin_to_cpu(int i) {
     (void)pthread_setaffinity_np(pthread_self(), sizeof set, &set);
 }
 
-static inline void cpu_relax(void) {
+static inline void cpu_relax(void)
+{
 #if defined(__x86_64__)
     __builtin_ia32_pause();
 #elif defined(__aarch64__)
@@ -59,7 +62,8 @@ static inline void cpu_relax(void) {
 }
 
 /* Pop everything and check it is exactly first, first+1, ..., last. */
-static void expect_pop_range(ot__runq_t *q, uintptr_t first, uintptr_t last) {
+static void expect_pop_range(ot__runq_t *q, uintptr_t first, uintptr_t last)
+{
     for (uintptr_t i = first; i <= last; i++)
         assert_int_equal(VAL(ot__runq_pop(q)), i);
     assert_null(ot__runq_pop(q));
@@ -67,7 +71,8 @@ static void expect_pop_range(ot__runq_t *q, uintptr_t first, uintptr_t last) {
 }
 
 /* An empty queue: pop NULL, len 0, steal nothing. */
-static void empty_queue(void **state) {
+static void empty_queue(void **state)
+{
     (void)state;
     static ot__runq_t q, mine;
     ot__runq_init(&q);
@@ -85,7 +90,8 @@ static void empty_queue(void **state) {
 }
 
 /* FIFO; full at exactly OT__RUNQ_SIZE; a pop makes room for one push. */
-static void fifo_and_full(void **state) {
+static void fifo_and_full(void **state)
+{
     (void)state;
     static ot__runq_t q;
     ot__runq_init(&q);
@@ -102,7 +108,8 @@ static void fifo_and_full(void **state) {
 }
 
 /* Interleaved push/pop over many laps of the ring keeps FIFO order. */
-static void fifo_across_ring_wrap(void **state) {
+static void fifo_across_ring_wrap(void **state)
+{
     (void)state;
     static ot__runq_t q;
     ot__runq_init(&q);
@@ -127,7 +134,8 @@ static void fifo_across_ring_wrap(void **state) {
 
 /* head and tail are free-running uint32 counters: start them just below
  * 2^32 and check full/empty/FIFO/steal across the wrap. */
-static void counters_wrap_2_32(void **state) {
+static void counters_wrap_2_32(void **state)
+{
     (void)state;
     static ot__runq_t q, mine;
     ot__runq_init(&q);
@@ -153,7 +161,8 @@ static void counters_wrap_2_32(void **state) {
 
 /* steal(half): of n queued, ceil(n/2) oldest move; the newest of them is
  * returned, the others land in `mine` in order. */
-static void steal_half_semantics(void **state) {
+static void steal_half_semantics(void **state)
+{
     (void)state;
     static ot__runq_t victim, mine;
     for (uint32_t n = 1; n <= OT__RUNQ_SIZE; n++) {
@@ -180,7 +189,8 @@ static void steal_half_semantics(void **state) {
 }
 
 /* steal(!half) moves exactly one, the oldest, and leaves `mine` empty. */
-static void steal_one_semantics(void **state) {
+static void steal_one_semantics(void **state)
+{
     (void)state;
     static ot__runq_t victim, mine;
     ot__runq_init(&victim);
@@ -203,7 +213,8 @@ static void steal_one_semantics(void **state) {
 /* The thief's queue is used at an arbitrary position (its counters are
  * not at 0 and the copy wraps around its ring), and it can itself be
  * stolen from afterwards. */
-static void steal_into_used_queue(void **state) {
+static void steal_into_used_queue(void **state)
+{
     (void)state;
     static ot__runq_t victim, mine, third;
     ot__runq_init(&victim);
@@ -229,7 +240,8 @@ static void steal_into_used_queue(void **state) {
 }
 
 /* take: the oldest up to n, in order; the count is returned. */
-static void take_semantics(void **state) {
+static void take_semantics(void **state)
+{
     (void)state;
     static ot__runq_t q;
     ot__runq_init(&q);
@@ -271,7 +283,8 @@ typedef struct {
     unsigned long taken, steals, cross_steals, bad;
 } thief_t;
 
-static void take_item(void *p, unsigned long *bad) {
+static void take_item(void *p, unsigned long *bad)
+{
     uintptr_t v = VAL(p);
     if (v == 0 || v > s_nitems || s_payload[v] != PAYLOAD(v)) {
         (*bad)++;
@@ -282,7 +295,8 @@ static void take_item(void *p, unsigned long *bad) {
 
 static thief_t s_thief[THIEVES];
 
-static void *thief_main(void *arg) {
+static void *thief_main(void *arg)
+{
     thief_t *t = arg;
     pin_to_cpu(t->id + 1);
     atomic_fetch_add_explicit(&s_started, 1, memory_order_relaxed);
@@ -299,9 +313,8 @@ static void *thief_main(void *arg) {
         k++;
         bool from_owner = (k & 7) != 0;
         ot__runq_t *victim =
-            from_owner
-                ? &s_victim
-                : &s_thief[(t->id + 1 + (int)(k >> 3) % (THIEVES - 1)) % THIEVES].mine;
+            from_owner ? &s_victim
+                       : &s_thief[(t->id + 1 + (int)(k >> 3) % (THIEVES - 1)) % THIEVES].mine;
         void *p = ot__runq_steal(victim, &t->mine, (k & 3) != 0 || !from_owner, &moved);
         if (!p) {
             if (moved != 0) t->bad++;
@@ -333,7 +346,8 @@ static void *thief_main(void *arg) {
     return NULL;
 }
 
-static void stress_owner_and_thieves(void **state) {
+static void stress_owner_and_thieves(void **state)
+{
     (void)state;
     s_nitems = scaled(16000000);
     s_count = calloc(s_nitems + 1, sizeof *s_count);
@@ -364,8 +378,7 @@ static void stress_owner_and_thieves(void **state) {
             /* Full: spill half like the scheduler (take), or pop one. Either
              * way there is room afterwards (only the owner adds). */
             void *out[OT__RUNQ_SIZE / 2];
-            uint32_t n =
-                (full & 1) ? ot__runq_take(&s_victim, out, OT__RUNQ_SIZE / 2) : 0;
+            uint32_t n = (full & 1) ? ot__runq_take(&s_victim, out, OT__RUNQ_SIZE / 2) : 0;
             for (uint32_t k = 0; k < n; k++)
                 take_item(out[k], &owner_bad);
             owner_taken += n;
@@ -414,8 +427,7 @@ static void stress_owner_and_thieves(void **state) {
         if (c > 1) dup++;
     }
     if (lost || dup)
-        print_error("lost %lu duplicated %lu (of %lu)\n", lost, dup,
-                    (unsigned long)s_nitems);
+        print_error("lost %lu duplicated %lu (of %lu)\n", lost, dup, (unsigned long)s_nitems);
     assert_int_equal(lost, 0);
     assert_int_equal(dup, 0);
     assert_int_equal(total, s_nitems);
@@ -429,7 +441,8 @@ static void stress_owner_and_thieves(void **state) {
     free(s_payload);
 }
 
-int main(void) {
+int main(void)
+{
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(empty_queue),
         cmocka_unit_test(fifo_and_full),

@@ -18,19 +18,21 @@
 #include "sched/internal.h" /* which scheduler runs a process, its stack */
 
 static atomic_int g_fail;
-#define PCHECK(c)                                                                     \
-    do {                                                                              \
-        if (!(c)) {                                                                   \
-            atomic_fetch_add(&g_fail, 1);                                             \
-            fprintf(stderr, "%s:%d: check failed in process: %s\n", __FILE__, __LINE__, \
-                    #c);                                                              \
-        }                                                                             \
+#define PCHECK(c)                                                                            \
+    do {                                                                                     \
+        if (!(c)) {                                                                          \
+            atomic_fetch_add(&g_fail, 1);                                                    \
+            fprintf(stderr, "%s:%d: check failed in process: %s\n", __FILE__, __LINE__, #c); \
+        }                                                                                    \
     } while (0)
 
 static int g_san;
 static ot_runtime_t *g_rt;
 
-static long scaled(long n) { return g_san ? n / 10 : n; }
+static long scaled(long n)
+{
+    return g_san ? n / 10 : n;
+}
 
 static uint64_t now_ns(void)
 {
@@ -141,19 +143,24 @@ static void spawn_storm(void **state)
         struct hello h;
         assert_int_equal(ot_msg_len(m), sizeof h);
         memcpy(&h, ot_msg_data(m), sizeof h);
-        if (h.idx >= total || h.self != ot_msg_sender(m) || h.self == OT_PID_NONE) bad++;
-        else if (seen[h.idx]++) dup++;
-        else if (h.idx < from_main && pids[h.idx] != h.self) bad++; /* pid as spawn said */
+        if (h.idx >= total || h.self != ot_msg_sender(m) || h.self == OT_PID_NONE)
+            bad++;
+        else if (seen[h.idx]++)
+            dup++;
+        else if (h.idx < from_main && pids[h.idx] != h.self)
+            bad++; /* pid as spawn said */
         ot_msg_free(m);
     }
     assert_int_equal(got, total);
     assert_int_equal(dup, 0);
     assert_int_equal(bad, 0);
-    for (uint32_t i = 0; i < total; i++) assert_int_equal(seen[i], 1);
+    for (uint32_t i = 0; i < total; i++)
+        assert_int_equal(seen[i], 1);
 
     /* Every process ends: only the attached main thread is left. */
     uint64_t end = now_ns() + 20ull * 1000000000u;
-    while (ot_process_count() != 1 && now_ns() < end) ot_sleep(1);
+    while (ot_process_count() != 1 && now_ns() < end)
+        ot_sleep(1);
     assert_int_equal(ot_process_count(), 1);
     assert_int_equal(ot_detach(), 0);
     assert_int_equal(ot_process_count(), 0);
@@ -212,7 +219,8 @@ static void skynet_tree(void **state)
     start_rt(2);
     const int levels = g_san ? 4 : 5; /* 10^levels leaves */
     uint64_t leaves = 1;
-    for (int i = 0; i < levels; i++) leaves *= 10;
+    for (int i = 0; i < levels; i++)
+        leaves *= 10;
     ot_pid_t me;
     assert_int_equal(ot_attach(&me), 0);
     struct node *root = malloc(sizeof *root);
@@ -233,7 +241,10 @@ static void skynet_tree(void **state)
 
 /* ---- stale pids ------------------------------------------------------------ */
 
-static void exit_at_once(void *arg) { (void)arg; }
+static void exit_at_once(void *arg)
+{
+    (void)arg;
+}
 
 /* Waits for TAG_STOP; reports how many other messages it had by then. */
 static void waiter_proc(void *arg)
@@ -267,7 +278,8 @@ static void stale_controller(void *arg)
     PCHECK(ot_spawn(exit_at_once, NULL, NULL, &old) == 0);
     /* One scheduler: once we run again, `old` has run and died. */
     int spins = 0;
-    while (ot_send(old, TAG_X, NULL, 0) != -ESRCH && spins++ < 1000) ot_yield();
+    while (ot_send(old, TAG_X, NULL, 0) != -ESRCH && spins++ < 1000)
+        ot_yield();
     PCHECK(ot_send(old, TAG_X, NULL, 0) == -ESRCH);
 
     /* New processes until one gets the same table slot. */
@@ -356,7 +368,8 @@ static void forged_pids(void **state)
     assert_int_equal(ot_send((ot_pid_t)1 << 32, TAG_X, NULL, 0), -EINVAL);
     assert_int_equal(ot_send(gen << 32, TAG_X, NULL, 0), -EINVAL);
     /* Beyond the table. */
-    assert_int_equal(ot_send((gen << 32) | 1025, TAG_X, NULL, 0), -EINVAL); /* max_processes = 1024: slots 1..1024 */
+    assert_int_equal(ot_send((gen << 32) | 1025, TAG_X, NULL, 0),
+                     -EINVAL); /* max_processes = 1024: slots 1..1024 */
     assert_int_equal(ot_send((gen << 32) | 5000, TAG_X, NULL, 0), -EINVAL);
     assert_int_equal(ot_send((gen << 32) | 0xffffffffu, TAG_X, NULL, 0), -EINVAL);
     assert_int_equal(ot_send(~(ot_pid_t)0, TAG_X, NULL, 0), -EINVAL);
@@ -393,10 +406,12 @@ struct stack_probe {
 static __attribute__((noinline)) uint64_t touch_stack(size_t n)
 {
     volatile uint8_t *a = __builtin_alloca(n);
-    for (size_t i = 0; i < n; i += 512) a[i] = (uint8_t)i;
+    for (size_t i = 0; i < n; i += 512)
+        a[i] = (uint8_t)i;
     a[n - 1] = 1;
     uint64_t s = 0;
-    for (size_t i = 0; i < n; i += 512) s += a[i];
+    for (size_t i = 0; i < n; i += 512)
+        s += a[i];
     return s;
 }
 
@@ -479,7 +494,8 @@ static void scheduler_option(void **state)
         o.scheduler = round % 2;
         assert_int_equal(ot_spawn(hog_proc, NULL, &o, NULL), 0);
         uint64_t end = now_ns() + 10ull * 1000000000u;
-        while (atomic_load(&g_hog_sched) < 0 && now_ns() < end) ot_sleep(1);
+        while (atomic_load(&g_hog_sched) < 0 && now_ns() < end)
+            ot_sleep(1);
         int h = atomic_load(&g_hog_sched);
         assert_true(h == 0 || h == 1);
         /* The other scheduler is the only one free to run the target: it

@@ -36,7 +36,8 @@
 static const char OWNER = 'o';
 
 /* Number of lines in /proc/self/maps. */
-static long count_maps(void) {
+static long count_maps(void)
+{
     FILE *f = fopen("/proc/self/maps", "r");
     assert_non_null(f);
     long n = 0;
@@ -48,7 +49,8 @@ static long count_maps(void) {
 }
 
 /* Permissions ("rw-p", "---p", ...) and bounds of the mapping holding addr. */
-static int mapping_of(const void *addr, char perms[5], uintptr_t *lo, uintptr_t *hi) {
+static int mapping_of(const void *addr, char perms[5], uintptr_t *lo, uintptr_t *hi)
+{
     FILE *f = fopen("/proc/self/maps", "r");
     assert_non_null(f);
     char line[512];
@@ -69,7 +71,8 @@ static int mapping_of(const void *addr, char perms[5], uintptr_t *lo, uintptr_t 
     return found;
 }
 
-static void class_boundaries(void **state) {
+static void class_boundaries(void **state)
+{
     (void)state;
     assert_int_equal(ot__stack_class(0), 0);
     assert_int_equal(ot__stack_class(1), 0);
@@ -94,7 +97,8 @@ static void class_boundaries(void **state) {
 
 /* Geometry of the descriptor, top, floor; all usable bytes writable. One
  * stack of every class, some guarded, some not. */
-static void descriptor_and_top(void **state) {
+static void descriptor_and_top(void **state)
+{
     (void)state;
     ot__stack_set_guard_budget(OT__STACK_CLASSES / 2);
     ot__stack_pools_t sp;
@@ -137,7 +141,8 @@ static void descriptor_and_top(void **state) {
 
 /* Unguarded stacks: any non-zero canary word fails ot__stack_ok; bytes
  * just above the canary do not. */
-static void canary_detects_writes(void **state) {
+static void canary_detects_writes(void **state)
+{
     (void)state;
     ot__stack_set_guard_budget(0);
     ot__stack_pools_t sp;
@@ -174,7 +179,8 @@ static void canary_detects_writes(void **state) {
 }
 
 /* Read `addr` in a child; the child's exit status tells whether it faulted. */
-static int child_read_faults(const volatile char *addr) {
+static int child_read_faults(const volatile char *addr)
+{
     fflush(NULL);
     pid_t pid = fork();
     assert_true(pid >= 0);
@@ -193,14 +199,14 @@ static int child_read_faults(const volatile char *addr) {
     assert_int_equal(waitpid(pid, &status, 0), pid);
     if (WIFEXITED(status))
         return WEXITSTATUS(status) == SIGSEGV || WEXITSTATUS(status) == SIGBUS;
-    return WIFSIGNALED(status) &&
-           (WTERMSIG(status) == SIGSEGV || WTERMSIG(status) == SIGBUS);
+    return WIFSIGNALED(status) && (WTERMSIG(status) == SIGSEGV || WTERMSIG(status) == SIGBUS);
 }
 
 /* The budget: 3 guards for 5 stacks. The guarded ones have a PROT_NONE
  * page at lo (maps and a faulting read say so), the others do not; the
  * budget counts down to 0 and stays there. */
-static void guard_pages_and_budget(void **state) {
+static void guard_pages_and_budget(void **state)
+{
     (void)state;
     ot__stack_set_guard_budget(3);
     assert_int_equal(ot__stack_guards_left(), 3);
@@ -258,7 +264,8 @@ static void guard_pages_and_budget(void **state) {
 
 /* put/get: the same slot comes back with its descriptor intact, from a
  * local put and from a remote one (me != owner). */
-static void put_get_keeps_descriptor(void **state) {
+static void put_get_keeps_descriptor(void **state)
+{
     (void)state;
     ot__stack_set_guard_budget(1);
     ot__stack_pools_t sp;
@@ -290,7 +297,8 @@ static void put_get_keeps_descriptor(void **state) {
 
 /* 10,000 unguarded 16 KiB stacks live in one slab mapping: the number of
  * mappings hardly moves. Then 64 guarded ones each split it. */
-static void mappings_do_not_grow(void **state) {
+static void mappings_do_not_grow(void **state)
+{
     (void)state;
     enum { N = 10000, G = 64 };
     ot__stack_set_guard_budget(0);
@@ -303,8 +311,8 @@ static void mappings_do_not_grow(void **state) {
         assert_int_equal(st->guarded, 0);
     }
     long after = count_maps();
-    print_message("maps: %ld before, %ld after %d unguarded stacks, %zu slab(s)\n",
-                  before, after, N, sp.cls[0].nslabs);
+    print_message("maps: %ld before, %ld after %d unguarded stacks, %zu slab(s)\n", before,
+                  after, N, sp.cls[0].nslabs);
     assert_true(after - before <= 3);
     assert_int_equal(sp.cls[0].nslabs, 1);
     ot__stack_pools_destroy(&sp);
@@ -322,7 +330,8 @@ static void mappings_do_not_grow(void **state) {
 
 /* The tests above check the mprotect mechanism (the budget, PROT_NONE
  * pages in /proc/self/maps), whatever the kernel offers. */
-static int force_mprotect(void **state) {
+static int force_mprotect(void **state)
+{
     (void)state;
     ot__stack_set_guard_mechanism(OT__GUARD_MPROTECT);
     return 0;
@@ -332,7 +341,8 @@ static int force_mprotect(void **state) {
  * page without splitting the mapping: the default budget covers all stacks,
  * 64 guarded stacks add no line to /proc/self/maps, a read of the guard
  * faults and the page above it does not. Skipped on older kernels. */
-static void guard_regions(void **state) {
+static void guard_regions(void **state)
+{
     (void)state;
     ot__stack_set_guard_mechanism(0); /* probe the kernel */
     if (ot__stack_guard_mechanism() != OT__GUARD_MADVISE) {
@@ -365,7 +375,8 @@ static void guard_regions(void **state) {
     ot__stack_set_guard_budget(0);
 }
 
-int main(void) {
+int main(void)
+{
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(class_boundaries),
         cmocka_unit_test(descriptor_and_top),

@@ -17,21 +17,26 @@
 #include "otter/otter.h"
 
 static atomic_int g_fail;
-#define PCHECK(c)                                                                     \
-    do {                                                                              \
-        if (!(c)) {                                                                   \
-            atomic_fetch_add(&g_fail, 1);                                             \
-            fprintf(stderr, "%s:%d: check failed in process: %s\n", __FILE__, __LINE__, \
-                    #c);                                                              \
-        }                                                                             \
+#define PCHECK(c)                                                                            \
+    do {                                                                                     \
+        if (!(c)) {                                                                          \
+            atomic_fetch_add(&g_fail, 1);                                                    \
+            fprintf(stderr, "%s:%d: check failed in process: %s\n", __FILE__, __LINE__, #c); \
+        }                                                                                    \
     } while (0)
 
 static int g_san;
 static ot_runtime_t *g_rt;
 
 /* Lateness bounds (ns): median and max. Relaxed under the sanitizers. */
-static int64_t med_bound(void) { return g_san ? 5000000 : 1000000; }
-static int64_t max_bound(void) { return g_san ? 200000000 : 20000000; }
+static int64_t med_bound(void)
+{
+    return g_san ? 5000000 : 1000000;
+}
+static int64_t max_bound(void)
+{
+    return g_san ? 200000000 : 20000000;
+}
 
 static uint64_t now_ns(void)
 {
@@ -430,7 +435,8 @@ static void check_many(struct many *g)
     assert_int_equal(g->lost, 0);
     assert_int_equal(g->dup, 0);
     assert_int_equal(g->bad, 0);
-    for (int i = 0; i < MANY; i++) assert_int_equal(g->seen[i], 1);
+    for (int i = 0; i < MANY; i++)
+        assert_int_equal(g->seen[i], 1);
     assert_int_equal(g->inversions, 0);
     /* Received by a busy receiver: allow a little more than for one timer. */
     int64_t min = g->late[0];
@@ -497,7 +503,10 @@ static void send_after_from_thread(void **state)
 
 /* A timer whose target died drops its message; pending timers do not hold
  * up ot_runtime_stop and are freed by it. */
-static void dies_early(void *arg) { (void)arg; }
+static void dies_early(void *arg)
+{
+    (void)arg;
+}
 
 static void timers_and_death_and_stop(void **state)
 {

@@ -37,7 +37,8 @@ typedef struct {
 /* Distance between two cores in the model: 0 same core, 1 same cache,
  * 2 same package, 3 different packages. A level the machine lacks
  * merges with the next. */
-static int model_dist(const model_t *m, int a, int b) {
+static int model_dist(const model_t *m, int a, int b)
+{
     if (a == b) return 0;
     if (m->per_cache && a / (int)m->per_cache == b / (int)m->per_cache) return 1;
     if (m->per_pack && a / (int)m->per_pack == b / (int)m->per_pack) return 2;
@@ -45,7 +46,8 @@ static int model_dist(const model_t *m, int a, int b) {
 }
 
 /* The whole contract of the victim lists against the model. */
-static void check_plan(const ot__topo_t *t, const model_t *m) {
+static void check_plan(const ot__topo_t *t, const model_t *m)
+{
     unsigned n = t->nsched, nv = n - 1;
     assert_true(n >= 2);
     for (unsigned i = 0; i < n; i++)
@@ -67,8 +69,8 @@ static void check_plan(const ot__topo_t *t, const model_t *m) {
             int d0 = model_dist(m, t->core[i], t->core[v[k - 1]]);
             int d1 = model_dist(m, t->core[i], t->core[v[k]]);
             if (d1 < d0)
-                fail_msg("sched %u: victim %u (dist %d) after victim %u (dist %d)", i,
-                         v[k], d1, v[k - 1], d0);
+                fail_msg("sched %u: victim %u (dist %d) after victim %u (dist %d)", i, v[k], d1,
+                         v[k - 1], d0);
             assert_int_equal(g[k], g[k - 1] + (d1 != d0));
         }
     }
@@ -76,7 +78,8 @@ static void check_plan(const ot__topo_t *t, const model_t *m) {
 
 /* 2 packages x 2 L3 x 2 cores: scheduler 0 steals from its L3 sibling,
  * then the rest of its package, then the other package. */
-static void two_packages_two_caches(void **state) {
+static void two_packages_two_caches(void **state)
+{
     (void)state;
     ot__topo_t t;
     assert_int_equal(ot__topo_init(&t, "pack:2 l3:2 core:2 pu:1", 0), 0);
@@ -117,7 +120,8 @@ static void two_packages_two_caches(void **state) {
 
 /* Two NUMA nodes, one per package: numa[] follows the package; the same
  * node is nearer than the other one. */
-static void two_numa_nodes(void **state) {
+static void two_numa_nodes(void **state)
+{
     (void)state;
     ot__topo_t t;
     assert_int_equal(ot__topo_init(&t, "pack:2 numa:1 core:4 pu:1", 0), 0);
@@ -140,7 +144,8 @@ static void two_numa_nodes(void **state) {
 }
 
 /* Sub-NUMA clustering: a NUMA node per L3 (4 nodes). */
-static void numa_node_per_cache(void **state) {
+static void numa_node_per_cache(void **state)
+{
     (void)state;
     ot__topo_t t;
     assert_int_equal(ot__topo_init(&t, "pack:2 l3:2 numa:1 core:2 pu:1", 0), 0);
@@ -153,7 +158,8 @@ static void numa_node_per_cache(void **state) {
 }
 
 /* NUMA nodes under hwloc Group objects (no packages). */
-static void numa_under_groups(void **state) {
+static void numa_under_groups(void **state)
+{
     (void)state;
     ot__topo_t t;
     assert_int_equal(ot__topo_init(&t, "numa:2 core:3 pu:1", 0), 0);
@@ -166,7 +172,8 @@ static void numa_under_groups(void **state) {
 }
 
 /* Hyper-threads: schedulers default to cores, not PUs. */
-static void smt_counts_cores(void **state) {
+static void smt_counts_cores(void **state)
+{
     (void)state;
     ot__topo_t t;
     assert_int_equal(ot__topo_init(&t, "pack:1 core:4 pu:2", 0), 0);
@@ -178,7 +185,8 @@ static void smt_counts_cores(void **state) {
 }
 
 /* No Core objects at all: PUs stand in for cores. */
-static void pus_without_cores(void **state) {
+static void pus_without_cores(void **state)
+{
     (void)state;
     ot__topo_t t;
     assert_int_equal(ot__topo_init(&t, "pack:2 pu:2", 0), 0);
@@ -192,7 +200,8 @@ static void pus_without_cores(void **state) {
 
 /* 12 schedulers on 8 cores: i and i+8 share a core and are each other's
  * first (and only group-0) victim; sched 0: [8] [1 9] [2 3 10 11] [4..7]. */
-static void more_schedulers_than_cores(void **state) {
+static void more_schedulers_than_cores(void **state)
+{
     (void)state;
     ot__topo_t t;
     assert_int_equal(ot__topo_init(&t, "pack:2 l3:2 core:2 pu:1", 12), 0);
@@ -220,7 +229,8 @@ static void more_schedulers_than_cores(void **state) {
 }
 
 /* One scheduler: nothing to steal from, but a valid plan. */
-static void one_scheduler(void **state) {
+static void one_scheduler(void **state)
+{
     (void)state;
     ot__topo_t t;
     assert_int_equal(ot__topo_init(&t, "pack:2 l3:2 core:2 pu:1", 1), 0);
@@ -231,10 +241,11 @@ static void one_scheduler(void **state) {
 }
 
 /* Invalid descriptions: -EINVAL, and the struct is left empty. */
-static void invalid_strings(void **state) {
+static void invalid_strings(void **state)
+{
     (void)state;
-    const char *bad[] = {"bogus:3", "pack:2 core:", "pack:0 core:1",
-                         "pack:2 core:2 pu:1 extra", "core:-1"};
+    const char *bad[] = {"bogus:3", "pack:2 core:", "pack:0 core:1", "pack:2 core:2 pu:1 extra",
+                         "core:-1"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         ot__topo_t t;
         memset(&t, 0xff, sizeof t);
@@ -247,7 +258,8 @@ static void invalid_strings(void **state) {
 }
 
 /* This machine: one scheduler per core, and scheduler 0 can be bound. */
-static void real_machine(void **state) {
+static void real_machine(void **state)
+{
     (void)state;
     ot__topo_t t;
     assert_int_equal(ot__topo_init(&t, NULL, 0), 0);
@@ -265,7 +277,8 @@ static void real_machine(void **state) {
     ot__topo_destroy(&t);
 }
 
-int main(void) {
+int main(void)
+{
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(two_packages_two_caches),
         cmocka_unit_test(two_numa_nodes),

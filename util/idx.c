@@ -24,8 +24,10 @@ void ot__idx_destroy(ot__idx_global_t *g)
 static uint32_t take_locked(ot__idx_global_t *g, uint32_t *out, uint32_t want)
 {
     uint32_t n = 0;
-    while (n < want && g->nfree > 0) out[n++] = g->free[--g->nfree];
-    while (n < want && g->next_fresh < g->limit) out[n++] = g->next_fresh++;
+    while (n < want && g->nfree > 0)
+        out[n++] = g->free[--g->nfree];
+    while (n < want && g->next_fresh < g->limit)
+        out[n++] = g->next_fresh++;
     return n;
 }
 
@@ -33,13 +35,15 @@ static int push_locked(ot__idx_global_t *g, const uint32_t *in, uint32_t n)
 {
     if (g->nfree + n > g->cap) {
         size_t cap = g->cap ? g->cap * 2 : 1024;
-        while (cap < g->nfree + n) cap *= 2;
+        while (cap < g->nfree + n)
+            cap *= 2;
         uint32_t *f = realloc(g->free, cap * sizeof *f);
         if (!f) return -ENOMEM;
         g->free = f;
         g->cap = cap;
     }
-    for (uint32_t i = 0; i < n; i++) g->free[g->nfree++] = in[i];
+    for (uint32_t i = 0; i < n; i++)
+        g->free[g->nfree++] = in[i];
     return 0;
 }
 

@@ -12,7 +12,7 @@
 
 typedef struct ot__idx_global {
     pthread_mutex_t lock;
-    uint32_t *free;     /* stack of returned indices */
+    uint32_t *free; /* stack of returned indices */
     size_t nfree, cap;
     uint32_t next_fresh; /* never handed out at or above this */
     uint32_t limit;      /* indices are < limit */

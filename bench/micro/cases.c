@@ -54,7 +54,10 @@ static inline uint64_t otb_now_ns(void)
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
-static inline double otb_secs(uint64_t t0, uint64_t t1) { return (double)(t1 - t0) * 1e-9; }
+static inline double otb_secs(uint64_t t0, uint64_t t1)
+{
+    return (double)(t1 - t0) * 1e-9;
+}
 
 /* One step of a spin-wait: a pause, and every 1024 steps the CPU is given
  * away in case the other side was preempted (the machine may be shared). */
@@ -71,7 +74,10 @@ static inline void otb_spin(unsigned *spins)
 #endif
 }
 
-static inline uint64_t otb_min(uint64_t a, uint64_t b) { return a < b ? a : b; }
+static inline uint64_t otb_min(uint64_t a, uint64_t b)
+{
+    return a < b ? a : b;
+}
 
 /* --- two pinned threads -------------------------------------------------- */
 
@@ -119,7 +125,8 @@ static void otb_barrier(_Atomic unsigned *ready)
 {
     atomic_fetch_add_explicit(ready, 1, memory_order_acq_rel);
     unsigned spins = 0;
-    while (atomic_load_explicit(ready, memory_order_acquire) < 2) otb_spin(&spins);
+    while (atomic_load_explicit(ready, memory_order_acquire) < 2)
+        otb_spin(&spins);
 }
 
 /* --- baseline: the cost of moving a cache line between the two CPUs ----- */
@@ -171,8 +178,8 @@ double otb_xcore_pingpong(uint64_t n)
     atomic_init(&p->ball, 0);
     atomic_init(&p->ready, 0);
     p->n = n;
-    double s = otb_run_pinned(otb_ping, otb_pong, p) != 0 ? OTB_ERR_CPUS
-                                                          : otb_secs(p->t0, p->t1);
+    double s =
+        otb_run_pinned(otb_ping, otb_pong, p) != 0 ? OTB_ERR_CPUS : otb_secs(p->t0, p->t1);
     free(p);
     return s;
 }
@@ -185,8 +192,8 @@ enum { OTB_STACK_SIZE = 64 << 10 };
 
 static void *otb_stack_new(void)
 {
-    void *s = mmap(NULL, OTB_STACK_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
-                   -1, 0);
+    void *s =
+        mmap(NULL, OTB_STACK_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     return s == MAP_FAILED ? NULL : s;
 }
 
@@ -200,7 +207,8 @@ typedef struct otb_ctx_pair {
 static void otb_ctx_co(void *arg)
 {
     otb_ctx_pair_t *c = arg;
-    for (;;) ot__ctx_switch(&c->co_sp, c->main_sp);
+    for (;;)
+        ot__ctx_switch(&c->co_sp, c->main_sp);
 }
 
 double otb_ctx_otter(uint64_t n)
@@ -212,7 +220,8 @@ double otb_ctx_otter(uint64_t n)
     ot__ctx_switch(&c.main_sp, c.co_sp); /* boot the coroutine, untimed */
 
     uint64_t t0 = otb_now_ns();
-    for (uint64_t i = 0; i < n; i++) ot__ctx_switch(&c.main_sp, c.co_sp);
+    for (uint64_t i = 0; i < n; i++)
+        ot__ctx_switch(&c.main_sp, c.co_sp);
     uint64_t t1 = otb_now_ns();
 
     munmap(stack, OTB_STACK_SIZE);
@@ -225,7 +234,8 @@ static ucontext_t otb_uc_main, otb_uc_co;
 
 static void otb_uc_co_fn(void)
 {
-    for (;;) swapcontext(&otb_uc_co, &otb_uc_main);
+    for (;;)
+        swapcontext(&otb_uc_co, &otb_uc_main);
 }
 
 double otb_ctx_ucontext(uint64_t n)
@@ -243,7 +253,8 @@ double otb_ctx_ucontext(uint64_t n)
     swapcontext(&otb_uc_main, &otb_uc_co); /* boot the coroutine, untimed */
 
     uint64_t t0 = otb_now_ns();
-    for (uint64_t i = 0; i < n; i++) swapcontext(&otb_uc_main, &otb_uc_co);
+    for (uint64_t i = 0; i < n; i++)
+        swapcontext(&otb_uc_main, &otb_uc_co);
     uint64_t t1 = otb_now_ns();
 
     munmap(stack, OTB_STACK_SIZE);
@@ -262,10 +273,10 @@ double otb_ctx_ucontext(uint64_t n)
 typedef enum { MB_OTTER, MB_WFCQ, MB_WFCQ_BLOCKING, MB_CK } otb_mb_kind;
 
 enum {
-    OTB_MB_RING = 64,    /* messages cycled through by the one-thread cases */
-    OTB_MB_BURST = 32,   /* messages per burst */
+    OTB_MB_RING = 64,     /* messages cycled through by the one-thread cases */
+    OTB_MB_BURST = 32,    /* messages per burst */
     OTB_MB_WINDOW = 1024, /* messages of the two-thread case (max in flight) */
-    OTB_MB_PUBLISH = 64, /* the consumer publishes its progress this often */
+    OTB_MB_PUBLISH = 64,  /* the consumer publishes its progress this often */
 };
 
 /* A message: one cache line, the queue's link first (so a link pointer is
@@ -392,12 +403,30 @@ OTB_INLINE double mb_single(otb_mb_kind k, uint64_t n, uint64_t burst)
     return bad ? OTB_ERR_CHECK : otb_secs(t0, t1);
 }
 
-double otb_mbox_pair_otter(uint64_t n) { return mb_single(MB_OTTER, n, 1); }
-double otb_mbox_pair_wfcq(uint64_t n) { return mb_single(MB_WFCQ, n, 1); }
-double otb_mbox_pair_ck(uint64_t n) { return mb_single(MB_CK, n, 1); }
-double otb_mbox_burst_otter(uint64_t n) { return mb_single(MB_OTTER, n, OTB_MB_BURST); }
-double otb_mbox_burst_wfcq(uint64_t n) { return mb_single(MB_WFCQ, n, OTB_MB_BURST); }
-double otb_mbox_burst_ck(uint64_t n) { return mb_single(MB_CK, n, OTB_MB_BURST); }
+double otb_mbox_pair_otter(uint64_t n)
+{
+    return mb_single(MB_OTTER, n, 1);
+}
+double otb_mbox_pair_wfcq(uint64_t n)
+{
+    return mb_single(MB_WFCQ, n, 1);
+}
+double otb_mbox_pair_ck(uint64_t n)
+{
+    return mb_single(MB_CK, n, 1);
+}
+double otb_mbox_burst_otter(uint64_t n)
+{
+    return mb_single(MB_OTTER, n, OTB_MB_BURST);
+}
+double otb_mbox_burst_wfcq(uint64_t n)
+{
+    return mb_single(MB_WFCQ, n, OTB_MB_BURST);
+}
+double otb_mbox_burst_ck(uint64_t n)
+{
+    return mb_single(MB_CK, n, OTB_MB_BURST);
+}
 
 /* --- producer -> consumer on two CPUs ------------------------------------ */
 
@@ -427,8 +456,8 @@ OTB_INLINE void mb_produce(otb_mb_kind k, otb_mb_run_t *r)
         unsigned spins = 0;
         while (i >= limit) {
             /* Acquire: the consumer is done reading the slots behind it. */
-            limit = atomic_load_explicit(&r->consumed, memory_order_acquire) +
-                    OTB_MB_WINDOW - 1;
+            limit =
+                atomic_load_explicit(&r->consumed, memory_order_acquire) + OTB_MB_WINDOW - 1;
             if (i >= limit) otb_spin(&spins);
         }
         otb_msg_t *m = &r->msgs[i % OTB_MB_WINDOW];
@@ -444,7 +473,8 @@ OTB_INLINE void mb_consume(otb_mb_kind k, otb_mb_run_t *r)
     for (uint64_t i = 0; i < r->n; i++) {
         otb_msg_t *m;
         unsigned spins = 0;
-        while (!(m = mb_pop(k, &r->q))) otb_spin(&spins);
+        while (!(m = mb_pop(k, &r->q)))
+            otb_spin(&spins);
         if (m->seq != i) bad = true; /* FIFO from the one producer */
         if ((i + 1) % OTB_MB_PUBLISH == 0)
             atomic_store_explicit(&r->consumed, i + 1, memory_order_release);
@@ -503,10 +533,22 @@ static double mb_two_threads(otb_mb_kind k, uint64_t n)
     return s;
 }
 
-double otb_mbox_2t_otter(uint64_t n) { return mb_two_threads(MB_OTTER, n); }
-double otb_mbox_2t_wfcq(uint64_t n) { return mb_two_threads(MB_WFCQ, n); }
-double otb_mbox_2t_wfcq_blocking(uint64_t n) { return mb_two_threads(MB_WFCQ_BLOCKING, n); }
-double otb_mbox_2t_ck(uint64_t n) { return mb_two_threads(MB_CK, n); }
+double otb_mbox_2t_otter(uint64_t n)
+{
+    return mb_two_threads(MB_OTTER, n);
+}
+double otb_mbox_2t_wfcq(uint64_t n)
+{
+    return mb_two_threads(MB_WFCQ, n);
+}
+double otb_mbox_2t_wfcq_blocking(uint64_t n)
+{
+    return mb_two_threads(MB_WFCQ_BLOCKING, n);
+}
+double otb_mbox_2t_ck(uint64_t n)
+{
+    return mb_two_threads(MB_CK, n);
+}
 
 /* ------------------------------------------------------------------------ */
 /* 3. Run queue: ot__runq (Go-style ring) vs ck_ring spmc                   */
@@ -515,7 +557,10 @@ double otb_mbox_2t_ck(uint64_t n) { return mb_two_threads(MB_CK, n); }
 enum { OTB_RQ_FILL = 128 };
 
 /* Run-queue items are opaque non-NULL pointers. */
-static inline void *otb_item(uint64_t i) { return (void *)(uintptr_t)((i + 1) * 16); }
+static inline void *otb_item(uint64_t i)
+{
+    return (void *)(uintptr_t)((i + 1) * 16);
+}
 
 /* A ck_ring with its 256-slot buffer, the same capacity as ot__runq. */
 typedef struct otb_ckring {
@@ -598,7 +643,8 @@ double otb_runq_steal_otter(uint64_t n)
         free(thief);
         return OTB_ERR_MEM;
     }
-    for (uint64_t i = 0; i < OTB_RQ_FILL; i++) ot__runq_push(victim, otb_item(i));
+    for (uint64_t i = 0; i < OTB_RQ_FILL; i++)
+        ot__runq_push(victim, otb_item(i));
     uint64_t moved_total = 0;
     bool bad = false;
 
@@ -697,8 +743,10 @@ OTB_INLINE uint64_t *al_alloc(otb_al_kind k, ot__pool_t *p)
 
 OTB_INLINE void al_free(otb_al_kind k, ot__pool_t *p, void *o, const void *me)
 {
-    if (k == AL_POOL) ot__pool_free(p, o, me);
-    else free(o);
+    if (k == AL_POOL)
+        ot__pool_free(p, o, me);
+    else
+        free(o);
 }
 
 /* The owner alone: bursts of `burst` allocations (each object written),
@@ -709,8 +757,10 @@ OTB_INLINE double al_single(otb_al_kind k, uint64_t n, uint64_t burst)
     if (k == AL_POOL && !(p = otb_pool_new())) return OTB_ERR_MEM;
     uint64_t *objs[OTB_POOL_BURST];
     /* Untimed warm-up: carve (or let malloc cache) one burst's worth. */
-    for (uint64_t j = 0; j < burst; j++) objs[j] = al_alloc(k, p);
-    for (uint64_t j = 0; j < burst; j++) al_free(k, p, objs[j], &otb_owner_tag);
+    for (uint64_t j = 0; j < burst; j++)
+        objs[j] = al_alloc(k, p);
+    for (uint64_t j = 0; j < burst; j++)
+        al_free(k, p, objs[j], &otb_owner_tag);
 
     uint64_t t0 = otb_now_ns();
     for (uint64_t i = 0; i < n; i += burst) {
@@ -721,7 +771,8 @@ OTB_INLINE double al_single(otb_al_kind k, uint64_t n, uint64_t burst)
             objs[j] = o;
         }
         OTB_ESCAPE(objs);
-        for (uint64_t j = 0; j < b; j++) al_free(k, p, objs[j], &otb_owner_tag);
+        for (uint64_t j = 0; j < b; j++)
+            al_free(k, p, objs[j], &otb_owner_tag);
     }
     uint64_t t1 = otb_now_ns();
 
@@ -729,10 +780,22 @@ OTB_INLINE double al_single(otb_al_kind k, uint64_t n, uint64_t burst)
     return otb_secs(t0, t1);
 }
 
-double otb_pool_pair_otter(uint64_t n) { return al_single(AL_POOL, n, 1); }
-double otb_pool_pair_malloc(uint64_t n) { return al_single(AL_MALLOC, n, 1); }
-double otb_pool_burst_otter(uint64_t n) { return al_single(AL_POOL, n, OTB_POOL_BURST); }
-double otb_pool_burst_malloc(uint64_t n) { return al_single(AL_MALLOC, n, OTB_POOL_BURST); }
+double otb_pool_pair_otter(uint64_t n)
+{
+    return al_single(AL_POOL, n, 1);
+}
+double otb_pool_pair_malloc(uint64_t n)
+{
+    return al_single(AL_MALLOC, n, 1);
+}
+double otb_pool_burst_otter(uint64_t n)
+{
+    return al_single(AL_POOL, n, OTB_POOL_BURST);
+}
+double otb_pool_burst_malloc(uint64_t n)
+{
+    return al_single(AL_MALLOC, n, OTB_POOL_BURST);
+}
 
 /* --- allocated on one CPU, freed on another ------------------------------ */
 
@@ -764,7 +827,8 @@ OTB_INLINE void al_owner(otb_al_kind k, otb_al_run_t *r)
         otb_handoff_t *s = &r->slot[b % OTB_HANDOFF_SLOTS];
         unsigned spins = 0;
         /* Acquire: B is done with the slot's previous batch. */
-        while (atomic_load_explicit(&s->count, memory_order_acquire) != 0) otb_spin(&spins);
+        while (atomic_load_explicit(&s->count, memory_order_acquire) != 0)
+            otb_spin(&spins);
         uint32_t c = (uint32_t)otb_min(OTB_HANDOFF_BATCH, r->n - i);
         for (uint32_t j = 0; j < c; j++) {
             uint64_t *o = al_alloc(k, r->pool);
@@ -803,16 +867,20 @@ OTB_INLINE void al_remote(otb_al_kind k, otb_al_run_t *r)
 static void *al_owner_thread(void *arg)
 {
     otb_al_run_t *r = arg;
-    if (r->kind == AL_POOL) al_owner(AL_POOL, r);
-    else al_owner(AL_MALLOC, r);
+    if (r->kind == AL_POOL)
+        al_owner(AL_POOL, r);
+    else
+        al_owner(AL_MALLOC, r);
     return NULL;
 }
 
 static void *al_remote_thread(void *arg)
 {
     otb_al_run_t *r = arg;
-    if (r->kind == AL_POOL) al_remote(AL_POOL, r);
-    else al_remote(AL_MALLOC, r);
+    if (r->kind == AL_POOL)
+        al_remote(AL_POOL, r);
+    else
+        al_remote(AL_MALLOC, r);
     return NULL;
 }
 
@@ -822,7 +890,8 @@ static double al_two_threads(otb_al_kind k, uint64_t n)
     if (!r) return OTB_ERR_MEM;
     memset(r, 0, sizeof *r);
     atomic_init(&r->ready, 0);
-    for (int i = 0; i < OTB_HANDOFF_SLOTS; i++) atomic_init(&r->slot[i].count, 0);
+    for (int i = 0; i < OTB_HANDOFF_SLOTS; i++)
+        atomic_init(&r->slot[i].count, 0);
     r->kind = k;
     r->n = n;
     if (k == AL_POOL && !(r->pool = otb_pool_new())) {
@@ -832,11 +901,17 @@ static double al_two_threads(otb_al_kind k, uint64_t n)
 
     double s = otb_run_pinned(al_owner_thread, al_remote_thread, r) != 0 ? OTB_ERR_CPUS
                : r->bad                                                  ? OTB_ERR_CHECK
-                                                                         : otb_secs(r->t0, r->t1);
+                        : otb_secs(r->t0, r->t1);
     otb_pool_delete(r->pool);
     free(r);
     return s;
 }
 
-double otb_pool_remote_2t_otter(uint64_t n) { return al_two_threads(AL_POOL, n); }
-double otb_pool_remote_2t_malloc(uint64_t n) { return al_two_threads(AL_MALLOC, n); }
+double otb_pool_remote_2t_otter(uint64_t n)
+{
+    return al_two_threads(AL_POOL, n);
+}
+double otb_pool_remote_2t_malloc(uint64_t n)
+{
+    return al_two_threads(AL_MALLOC, n);
+}

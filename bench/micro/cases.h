@@ -76,7 +76,7 @@ double otb_runq_steal_ck(uint64_t iterations);
  *    _remote_2t: thread A (the owner) allocates and hands the objects in
  *                batches to thread B (another CPU), which reads and frees
  *                them: remote frees that A's later allocations recycle. */
-double otb_pool_pair_otter(uint64_t iterations); /* alloc/pool.h */
+double otb_pool_pair_otter(uint64_t iterations);  /* alloc/pool.h */
 double otb_pool_pair_malloc(uint64_t iterations); /* glibc malloc/free */
 double otb_pool_burst_otter(uint64_t iterations);
 double otb_pool_burst_malloc(uint64_t iterations);

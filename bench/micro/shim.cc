@@ -48,8 +48,7 @@ const Case kCases[] = {
     {"runq_pair/ck_ring_spmc", otb_runq_pair_ck, 1, "push+pop"},
     {"runq_steal_half128/otter_runq", otb_runq_steal_otter, OTB_RUNQ_STEAL_ITEMS,
      "steal of 64"},
-    {"runq_steal_half128/ck_ring_spmc", otb_runq_steal_ck, OTB_RUNQ_STEAL_ITEMS,
-     "steal of 64"},
+    {"runq_steal_half128/ck_ring_spmc", otb_runq_steal_ck, OTB_RUNQ_STEAL_ITEMS, "steal of 64"},
     // 4. Object pool.
     {"pool_pair/otter_pool", otb_pool_pair_otter, 1, "obj"},
     {"pool_pair/malloc", otb_pool_pair_malloc, 1, "obj"},

@@ -31,10 +31,10 @@ typedef void (*ot_entry_fn)(void *arg);
 
 /* Spawn options. Zero-initialise (or ot_spawn_opts_init) and set fields. */
 typedef struct ot_spawn_opts {
-    int priority;       /* enum ot_prio */
-    size_t stack_size;  /* bytes; 0 = the runtime's default */
-    int scheduler;      /* scheduler to start on; -1 = the spawner's */
-    const char *name;   /* label used in reports (copied, 23 chars kept) */
+    int priority;      /* enum ot_prio */
+    size_t stack_size; /* bytes; 0 = the runtime's default */
+    int scheduler;     /* scheduler to start on; -1 = the spawner's */
+    const char *name;  /* label used in reports (copied, 23 chars kept) */
 } ot_spawn_opts_t;
 
 /* Defaults: OT_PRIO_NORMAL, default stack, spawner's scheduler, no name. */

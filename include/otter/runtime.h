@@ -77,12 +77,12 @@ const char *const *ot_policy_names(void);
 
 /* Per-scheduler counters, summed over schedulers, for profiling. */
 typedef struct ot_sched_stats {
-    uint64_t switches;      /* processes resumed */
-    uint64_t steals;        /* successful steal operations */
-    uint64_t stolen;        /* processes moved by them */
-    uint64_t parks;         /* times a scheduler went to sleep */
-    uint64_t wakeups;       /* times a parked scheduler was woken */
-    uint64_t runnext_hits;  /* resumptions through the run-next slot */
+    uint64_t switches;     /* processes resumed */
+    uint64_t steals;       /* successful steal operations */
+    uint64_t stolen;       /* processes moved by them */
+    uint64_t parks;        /* times a scheduler went to sleep */
+    uint64_t wakeups;      /* times a parked scheduler was woken */
+    uint64_t runnext_hits; /* resumptions through the run-next slot */
 } ot_sched_stats_t;
 
 /* Fill *out with the sum of the schedulers' counters. The counters are

@@ -32,50 +32,49 @@
  * resumed, the same registers -> out[]. The caller's own callee-saved
  * registers are kept around it. probe_sp(): sp at the call site. */
 #define PROBE_N 19
-__asm__(
-    ".text\n"
-    ".p2align 4\n"
-    ".type probe_switch, %function\n"
-    "probe_switch:\n"
-    "  sub sp, sp, #176\n"
-    "  stp x19, x20, [sp, #0]\n  stp x21, x22, [sp, #16]\n  stp x23, x24, [sp, #32]\n"
-    "  stp x25, x26, [sp, #48]\n  stp x27, x28, [sp, #64]\n  stp x29, x30, [sp, #80]\n"
-    "  stp d8, d9, [sp, #96]\n  stp d10, d11, [sp, #112]\n  stp d12, d13, [sp, #128]\n"
-    "  stp d14, d15, [sp, #144]\n  str x3, [sp, #160]\n"
-    "  ldp x19, x20, [x2, #0]\n  ldp x21, x22, [x2, #16]\n  ldp x23, x24, [x2, #32]\n"
-    "  ldp x25, x26, [x2, #48]\n  ldp x27, x28, [x2, #64]\n  ldr x29, [x2, #80]\n"
-    "  ldp d8, d9, [x2, #88]\n  ldp d10, d11, [x2, #104]\n  ldp d12, d13, [x2, #120]\n"
-    "  ldp d14, d15, [x2, #136]\n"
-    "  bl ot__ctx_switch\n"
-    "  ldr x3, [sp, #160]\n"
-    "  stp x19, x20, [x3, #0]\n  stp x21, x22, [x3, #16]\n  stp x23, x24, [x3, #32]\n"
-    "  stp x25, x26, [x3, #48]\n  stp x27, x28, [x3, #64]\n  str x29, [x3, #80]\n"
-    "  stp d8, d9, [x3, #88]\n  stp d10, d11, [x3, #104]\n  stp d12, d13, [x3, #120]\n"
-    "  stp d14, d15, [x3, #136]\n"
-    "  ldp x19, x20, [sp, #0]\n  ldp x21, x22, [sp, #16]\n  ldp x23, x24, [sp, #32]\n"
-    "  ldp x25, x26, [sp, #48]\n  ldp x27, x28, [sp, #64]\n  ldp x29, x30, [sp, #80]\n"
-    "  ldp d8, d9, [sp, #96]\n  ldp d10, d11, [sp, #112]\n  ldp d12, d13, [sp, #128]\n"
-    "  ldp d14, d15, [sp, #144]\n"
-    "  add sp, sp, #176\n"
-    "  ret\n"
-    ".p2align 4\n"
-    ".type probe_sp, %function\n"
-    "probe_sp:\n"
-    "  mov x0, sp\n"
-    "  ret\n");
+__asm__(".text\n"
+        ".p2align 4\n"
+        ".type probe_switch, %function\n"
+        "probe_switch:\n"
+        "  sub sp, sp, #176\n"
+        "  stp x19, x20, [sp, #0]\n  stp x21, x22, [sp, #16]\n  stp x23, x24, [sp, #32]\n"
+        "  stp x25, x26, [sp, #48]\n  stp x27, x28, [sp, #64]\n  stp x29, x30, [sp, #80]\n"
+        "  stp d8, d9, [sp, #96]\n  stp d10, d11, [sp, #112]\n  stp d12, d13, [sp, #128]\n"
+        "  stp d14, d15, [sp, #144]\n  str x3, [sp, #160]\n"
+        "  ldp x19, x20, [x2, #0]\n  ldp x21, x22, [x2, #16]\n  ldp x23, x24, [x2, #32]\n"
+        "  ldp x25, x26, [x2, #48]\n  ldp x27, x28, [x2, #64]\n  ldr x29, [x2, #80]\n"
+        "  ldp d8, d9, [x2, #88]\n  ldp d10, d11, [x2, #104]\n  ldp d12, d13, [x2, #120]\n"
+        "  ldp d14, d15, [x2, #136]\n"
+        "  bl ot__ctx_switch\n"
+        "  ldr x3, [sp, #160]\n"
+        "  stp x19, x20, [x3, #0]\n  stp x21, x22, [x3, #16]\n  stp x23, x24, [x3, #32]\n"
+        "  stp x25, x26, [x3, #48]\n  stp x27, x28, [x3, #64]\n  str x29, [x3, #80]\n"
+        "  stp d8, d9, [x3, #88]\n  stp d10, d11, [x3, #104]\n  stp d12, d13, [x3, #120]\n"
+        "  stp d14, d15, [x3, #136]\n"
+        "  ldp x19, x20, [sp, #0]\n  ldp x21, x22, [sp, #16]\n  ldp x23, x24, [sp, #32]\n"
+        "  ldp x25, x26, [sp, #48]\n  ldp x27, x28, [sp, #64]\n  ldp x29, x30, [sp, #80]\n"
+        "  ldp d8, d9, [sp, #96]\n  ldp d10, d11, [sp, #112]\n  ldp d12, d13, [sp, #128]\n"
+        "  ldp d14, d15, [sp, #144]\n"
+        "  add sp, sp, #176\n"
+        "  ret\n"
+        ".p2align 4\n"
+        ".type probe_sp, %function\n"
+        "probe_sp:\n"
+        "  mov x0, sp\n"
+        "  ret\n");
 void probe_switch(void **save, void *to, const uint64_t *in, uint64_t *out);
 uintptr_t probe_sp(void);
 
 static int passed, failed;
 
-#define CHECK(cond, ...)                                                                 \
-    do {                                                                                 \
-        if (!(cond)) {                                                                   \
-            fprintf(stderr, "FAIL %s:%d: ", __func__, __LINE__);                         \
-            fprintf(stderr, __VA_ARGS__);                                                \
-            fputc('\n', stderr);                                                         \
-            return false;                                                                \
-        }                                                                                \
+#define CHECK(cond, ...)                                         \
+    do {                                                         \
+        if (!(cond)) {                                           \
+            fprintf(stderr, "FAIL %s:%d: ", __func__, __LINE__); \
+            fprintf(stderr, __VA_ARGS__);                        \
+            fputc('\n', stderr);                                 \
+            return false;                                        \
+        }                                                        \
     } while (0)
 
 typedef struct {
@@ -84,14 +83,16 @@ typedef struct {
     size_t size;
 } fiber_t;
 
-static void fiber_create(fiber_t *f, size_t mis, void (*fn)(void *), void *arg) {
+static void fiber_create(fiber_t *f, size_t mis, void (*fn)(void *), void *arg)
+{
     f->size = 64 << 10;
     f->stack = malloc(f->size);
     if (!f->stack) abort();
     f->sp = ot__ctx_init(f->stack + f->size - mis, fn, arg);
 }
 
-static bool on_stack(const fiber_t *f, uintptr_t sp) {
+static bool on_stack(const fiber_t *f, uintptr_t sp)
+{
     return sp > (uintptr_t)f->stack && sp <= (uintptr_t)f->stack + f->size;
 }
 
@@ -100,7 +101,8 @@ static unsigned long g_counter, g_errors;
 static volatile bool g_quit;
 static volatile uint64_t g_sink;
 
-static uint64_t mix(uint64_t x) {
+static uint64_t mix(uint64_t x)
+{
     x ^= x >> 33;
     x *= 0xff51afd7ed558ccdull;
     x ^= x >> 33;
@@ -109,7 +111,8 @@ static uint64_t mix(uint64_t x) {
 
 /* ---- a million round trips ---- */
 
-static void counter_fn(void *arg) {
+static void counter_fn(void *arg)
+{
     if (arg != &g_co || !on_stack(&g_co, probe_sp())) g_errors++;
     while (!g_quit) {
         g_counter++;
@@ -119,7 +122,8 @@ static void counter_fn(void *arg) {
     abort();
 }
 
-static bool million_round_trips(void) {
+static bool million_round_trips(void)
+{
     g_counter = g_errors = 0;
     g_quit = false;
     fiber_create(&g_co, 0, counter_fn, &g_co);
@@ -136,7 +140,8 @@ static bool million_round_trips(void) {
 
 /* ---- callee-saved registers, exactly ---- */
 
-static void probe_fn(void *arg) {
+static void probe_fn(void *arg)
+{
     (void)arg;
     uint64_t in[PROBE_N], out[PROBE_N];
     for (uint64_t round = 0; !g_quit; round++) {
@@ -151,7 +156,8 @@ static void probe_fn(void *arg) {
     abort();
 }
 
-static bool callee_saved_exact(void) {
+static bool callee_saved_exact(void)
+{
     static const char *name[PROBE_N] = {"x19", "x20", "x21", "x22", "x23", "x24", "x25",
                                         "x26", "x27", "x28", "x29", "d8",  "d9",  "d10",
                                         "d11", "d12", "d13", "d14", "d15"};
@@ -179,11 +185,12 @@ static bool callee_saved_exact(void) {
 
 /* ---- live locals through the compiler ---- */
 
-static void busy_fn(void *arg) {
+static void busy_fn(void *arg)
+{
     (void)arg;
     volatile uint64_t seed = 77;
-    uint64_t a = seed, b = seed * 3, c = seed * 5, d = seed * 7, e = seed * 11,
-             f = seed * 13, g = seed * 17, h = seed * 19;
+    uint64_t a = seed, b = seed * 3, c = seed * 5, d = seed * 7, e = seed * 11, f = seed * 13,
+             g = seed * 17, h = seed * 19;
     double x = (double)seed * 0.5, y = (double)seed * 0.25, z = (double)seed * 0.125;
     for (uint64_t i = 0; !g_quit; i++) {
         a += i, b ^= a, c += b, d ^= c, e += d, f ^= e, g += f, h ^= g;
@@ -200,7 +207,8 @@ static void busy_fn(void *arg) {
     abort();
 }
 
-static bool live_locals_survive(void) {
+static bool live_locals_survive(void)
+{
     g_counter = g_errors = 0;
     g_quit = false;
     fiber_create(&g_co, 0, busy_fn, NULL);
@@ -218,16 +226,15 @@ static bool live_locals_survive(void) {
         ot__ctx_switch(&g_thread.sp, g_co.sp);
         const uint64_t k = i + 1;
         CHECK(v0 == seed + k && v1 == seed + 1 + 2 * k && v2 == seed + 2 + 3 * k &&
-                  v3 == seed + 3 + 4 * k && v4 == seed + 4 + 5 * k &&
-                  v5 == seed + 5 + 6 * k && v6 == seed + 6 + 7 * k &&
-                  v7 == seed + 7 + 8 * k && v8 == seed + 8 + 9 * k &&
+                  v3 == seed + 3 + 4 * k && v4 == seed + 4 + 5 * k && v5 == seed + 5 + 6 * k &&
+                  v6 == seed + 6 + 7 * k && v7 == seed + 7 + 8 * k && v8 == seed + 8 + 9 * k &&
                   v9 == seed + 9 + 10 * k && v10 == seed + 10 + 11 * k &&
                   v11 == seed + 11 + 12 * k,
               "round %lu: an integer local changed", i);
         const double s = (double)seed, kd = (double)k;
         CHECK(d0 == s + kd && d1 == s / 4 + 2 * kd && d2 == s / 8 + 3 * kd &&
-                  d3 == s * 0.75 + 4 * kd && d4 == s * 1.5 + 5 * kd &&
-                  d5 == s * 2.5 + 6 * kd && d6 == -s + 7 * kd && d7 == 0.125 + 8 * kd,
+                  d3 == s * 0.75 + 4 * kd && d4 == s * 1.5 + 5 * kd && d5 == s * 2.5 + 6 * kd &&
+                  d6 == -s + 7 * kd && d7 == 0.125 + 8 * kd,
               "round %lu: a double local changed", i);
     }
     g_quit = true;
@@ -243,14 +250,16 @@ static bool live_locals_survive(void) {
 static uintptr_t g_entry_sp;
 static char g_fmt[64];
 
-static void align_fn(void *arg) {
+static void align_fn(void *arg)
+{
     g_entry_sp = probe_sp();
     snprintf(g_fmt, sizeof g_fmt, "%.3f %Lf", *(double *)arg, (long double)1.5);
     ot__ctx_switch(&g_co.sp, g_thread.sp);
     abort();
 }
 
-static bool stack_alignment(void) {
+static bool stack_alignment(void)
+{
     double v = 2.25;
     for (size_t mis = 0; mis < 32; mis++) {
         fiber_create(&g_co, mis, align_fn, &v);
@@ -271,7 +280,8 @@ static bool stack_alignment(void) {
 static fiber_t g_a, g_b;
 static unsigned long g_turn;
 
-static void ping_fn(void *arg) {
+static void ping_fn(void *arg)
+{
     (void)arg;
     while (g_turn < 1000000) {
         if (g_turn % 2 != 0 || !on_stack(&g_a, probe_sp())) g_errors++;
@@ -282,7 +292,8 @@ static void ping_fn(void *arg) {
     abort();
 }
 
-static void pong_fn(void *arg) {
+static void pong_fn(void *arg)
+{
     (void)arg;
     for (;;) {
         if (g_turn % 2 != 1 || !on_stack(&g_b, probe_sp())) g_errors++;
@@ -294,7 +305,8 @@ static void pong_fn(void *arg) {
     abort();
 }
 
-static bool ping_pong(void) {
+static bool ping_pong(void)
+{
     g_errors = 0;
     g_turn = 0;
     g_quit = false;
@@ -317,12 +329,12 @@ static fiber_t *volatile g_resumer;
 static pthread_t g_resumer_tid;
 static fiber_t g_resumers[5];
 
-static void migrant_fn(void *arg) {
+static void migrant_fn(void *arg)
+{
     (void)arg;
     uint64_t local = 0;
     while (!g_quit) {
-        if (!pthread_equal(pthread_self(), g_resumer_tid) || local != g_counter)
-            g_errors++;
+        if (!pthread_equal(pthread_self(), g_resumer_tid) || local != g_counter) g_errors++;
         local++;
         g_counter++;
         ot__ctx_switch(&g_co.sp, g_resumer->sp);
@@ -331,7 +343,8 @@ static void migrant_fn(void *arg) {
     abort();
 }
 
-static void *resumer_main(void *arg) {
+static void *resumer_main(void *arg)
+{
     fiber_t *self = arg;
     g_resumer = self;
     g_resumer_tid = pthread_self();
@@ -340,14 +353,14 @@ static void *resumer_main(void *arg) {
     return NULL;
 }
 
-static bool resumes_on_other_threads(void) {
+static bool resumes_on_other_threads(void)
+{
     g_counter = g_errors = 0;
     g_quit = false;
     fiber_create(&g_co, 0, migrant_fn, NULL);
     for (int t = 0; t < 4; t++) {
         pthread_t th;
-        CHECK(pthread_create(&th, NULL, resumer_main, &g_resumers[t]) == 0,
-              "pthread_create");
+        CHECK(pthread_create(&th, NULL, resumer_main, &g_resumers[t]) == 0, "pthread_create");
         pthread_join(th, NULL);
         CHECK(g_counter == (unsigned long)(t + 1) * 100000, "counter %lu", g_counter);
     }
@@ -360,7 +373,8 @@ static bool resumes_on_other_threads(void) {
     return true;
 }
 
-int main(void) {
+int main(void)
+{
     static const struct {
         const char *name;
         bool (*fn)(void);
