@@ -14,15 +14,7 @@
 #include <cmocka.h>
 
 #include "otter/otter.h"
-
-static atomic_int g_fail;
-#define PCHECK(c)                                                                            \
-    do {                                                                                     \
-        if (!(c)) {                                                                          \
-            atomic_fetch_add(&g_fail, 1);                                                    \
-            fprintf(stderr, "%s:%d: check failed in process: %s\n", __FILE__, __LINE__, #c); \
-        }                                                                                    \
-    } while (0)
+#include "tests/harness.h"
 
 /* rc must be exactly -code, and ot_strerror / ot_err_name must know it. */
 #define EXPECT_ERR(expr, code)                                      \
@@ -41,43 +33,6 @@ static atomic_int g_fail;
         PCHECK(strcmp(ot_strerror(rc_), "unknown error") != 0); \
     } while (0)
 
-static ot_runtime_t *g_rt;
-
-static uint64_t now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
-static void start_rt(unsigned schedulers)
-{
-    ot_config_t cfg;
-    ot_config_init(&cfg);
-    cfg.schedulers = schedulers;
-    cfg.stop_grace_ms = 200;
-    assert_int_equal(ot_runtime_start(&cfg, &g_rt), 0);
-    atomic_store(&g_fail, 0);
-}
-
-static void stop_rt(void)
-{
-    assert_int_equal(ot_runtime_stop(g_rt), 0);
-    g_rt = NULL;
-    assert_int_equal(atomic_load(&g_fail), 0);
-}
-
-static int teardown(void **state)
-{
-    (void)state;
-    (void)ot_detach();
-    if (g_rt) {
-        ot_runtime_stop(g_rt);
-        g_rt = NULL;
-    }
-    return 0;
-}
-
 enum { TAG_X = 1, TAG_DONE = 2, TAG_STOP = 3 };
 
 static void nothing(void *arg)
@@ -90,11 +45,6 @@ static void count_free(void *p)
 {
     (void)p;
     atomic_fetch_add(&g_freed, 1);
-}
-
-static bool match_tag(const ot_msg_t *m, void *arg)
-{
-    return ot_msg_tag(m) == *(const uint64_t *)arg;
 }
 
 /* ---- no runtime ---------------------------------------------------------- */
@@ -391,8 +341,7 @@ static void spawn_errors(void **state)
     cfg.schedulers = 2;
     cfg.max_processes = 16;
     cfg.stop_grace_ms = 200;
-    assert_int_equal(ot_runtime_start(&cfg, &g_rt), 0);
-    atomic_store(&g_fail, 0);
+    start_cfg(&cfg);
 
     ot_spawn_opts_t o;
     ot_spawn_opts_init(NULL); /* ignored */

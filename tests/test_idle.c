@@ -14,29 +14,7 @@
 #include <cmocka.h>
 
 #include "otter/otter.h"
-
-static atomic_int g_fail;
-#define PCHECK(c)                                                                            \
-    do {                                                                                     \
-        if (!(c)) {                                                                          \
-            atomic_fetch_add(&g_fail, 1);                                                    \
-            fprintf(stderr, "%s:%d: check failed in process: %s\n", __FILE__, __LINE__, #c); \
-        }                                                                                    \
-    } while (0)
-
-static int g_san;
-static ot_runtime_t *g_rt;
-
-static int teardown(void **state)
-{
-    (void)state;
-    (void)ot_detach();
-    if (g_rt) {
-        ot_runtime_stop(g_rt);
-        g_rt = NULL;
-    }
-    return 0;
-}
+#include "tests/harness.h"
 
 static uint64_t cpu_ns(void)
 {
@@ -53,11 +31,6 @@ static void sleep_ms(long ms)
 }
 
 enum { TAG_PING = 1, TAG_NEVER = 2, TAG_STOP = 3, TAG_DONE = 4 };
-
-static bool match_tag(const ot_msg_t *m, void *arg)
-{
-    return ot_msg_tag(m) == *(const uint64_t *)arg;
-}
 
 /* Blocked until shutdown. */
 static void blocked(void *arg)
@@ -105,12 +78,7 @@ static uint64_t cpu_bound(void)
 
 static void start_with_blocked_processes(void)
 {
-    ot_config_t cfg;
-    ot_config_init(&cfg);
-    cfg.schedulers = 2;
-    cfg.stop_grace_ms = 200;
-    assert_int_equal(ot_runtime_start(&cfg, &g_rt), 0);
-    atomic_store(&g_fail, 0);
+    start_rt(2);
     ot_pid_t first = OT_PID_NONE;
     for (int i = 0; i < 4; i++)
         assert_int_equal(ot_spawn(blocked, NULL, NULL, &first), 0);
@@ -130,9 +98,7 @@ static void idle_uses_no_cpu(void **state)
     assert_true(cpu < cpu_bound());
     assert_int_equal(sw, 0);
     assert_int_equal(ot_process_count(), 6);
-    assert_int_equal(ot_runtime_stop(g_rt), 0);
-    g_rt = NULL;
-    assert_int_equal(atomic_load(&g_fail), 0);
+    stop_rt();
 }
 
 /* ---- idle again after a burst of work -------------------------------------- */
@@ -198,9 +164,7 @@ static void idle_after_burst(void **state)
     assert_true(cpu < cpu_bound());
     assert_int_equal(sw, 0);
     assert_int_equal(ot_detach(), 0);
-    assert_int_equal(ot_runtime_stop(g_rt), 0);
-    g_rt = NULL;
-    assert_int_equal(atomic_load(&g_fail), 0);
+    stop_rt();
 }
 
 /* ---- an empty runtime ------------------------------------------------------ */
@@ -223,8 +187,6 @@ static void empty_runtime_is_idle(void **state)
 
 int main(void)
 {
-    const char *e = getenv("OTTER_SANITIZER_BUILD");
-    g_san = e && *e && strcmp(e, "0") != 0;
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_teardown(empty_runtime_is_idle, teardown),
         cmocka_unit_test_teardown(idle_uses_no_cpu, teardown),

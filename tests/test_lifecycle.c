@@ -18,65 +18,9 @@
 
 #include "otter/otter.h"
 #include "sched/internal.h" /* scheduler threads, for their CPU affinity */
-
-static atomic_int g_fail;
-#define PCHECK(c)                                                                            \
-    do {                                                                                     \
-        if (!(c)) {                                                                          \
-            atomic_fetch_add(&g_fail, 1);                                                    \
-            fprintf(stderr, "%s:%d: check failed in process: %s\n", __FILE__, __LINE__, #c); \
-        }                                                                                    \
-    } while (0)
-
-static int g_san;
-static ot_runtime_t *g_rt;
-
-static uint64_t now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
-static void start_cfg(const ot_config_t *cfg)
-{
-    assert_int_equal(ot_runtime_start(cfg, &g_rt), 0);
-    atomic_store(&g_fail, 0);
-}
-
-static void start_rt(unsigned schedulers, unsigned grace_ms)
-{
-    ot_config_t cfg;
-    ot_config_init(&cfg);
-    cfg.schedulers = schedulers;
-    cfg.stop_grace_ms = grace_ms;
-    start_cfg(&cfg);
-}
-
-static void stop_rt(void)
-{
-    assert_int_equal(ot_runtime_stop(g_rt), 0);
-    g_rt = NULL;
-    assert_int_equal(atomic_load(&g_fail), 0);
-}
-
-static int teardown(void **state)
-{
-    (void)state;
-    (void)ot_detach();
-    if (g_rt) {
-        ot_runtime_stop(g_rt);
-        g_rt = NULL;
-    }
-    return 0;
-}
+#include "tests/harness.h"
 
 enum { TAG_PING = 1, TAG_PONG = 2, TAG_DONE = 3, TAG_STOP = 4, TAG_NEVER = 5 };
-
-static bool match_tag(const ot_msg_t *m, void *arg)
-{
-    return ot_msg_tag(m) == *(const uint64_t *)arg;
-}
 
 /* ---- a small workload ---------------------------------------------------- */
 
@@ -189,7 +133,7 @@ static void start_stop_many(void **state)
     (void)state;
     const int rounds = 50;
     for (int r = 0; r < rounds; r++) {
-        start_rt(1 + r % 3, 50); /* 1, 2 or 3 schedulers (3 > cores) */
+        start_rt_grace(1 + r % 3, 50); /* 1, 2 or 3 schedulers (3 > cores) */
         assert_int_equal(ot_process_count(), 0);
         workload(2, 200, 50);
         /* Every other round, leave processes behind for stop to end. */
@@ -282,7 +226,7 @@ static void stop_with_blocked_processes(void **state)
     atomic_store(&g_polite_shutdowns, 0);
     atomic_store(&g_stubborn_shutdowns, 0);
     atomic_store(&g_after_kill, 0);
-    start_rt(2, 50);
+    start_rt_grace(2, 50);
     for (int i = 0; i < 10; i++)
         assert_int_equal(ot_spawn(polite, NULL, NULL, NULL), 0);
     for (int i = 0; i < 5; i++)
@@ -304,7 +248,7 @@ static void stop_with_blocked_processes(void **state)
 
     /* When everyone obeys, stop does not wait out the grace period. */
     atomic_store(&g_polite_shutdowns, 0);
-    start_rt(2, 20000);
+    start_rt_grace(2, 20000);
     for (int i = 0; i < 50; i++)
         assert_int_equal(ot_spawn(polite, NULL, NULL, NULL), 0);
     t0 = now_ns();
@@ -318,7 +262,7 @@ static void stop_while_sleeping(void **state)
 {
     (void)state;
     atomic_store(&g_woke, 0);
-    start_rt(2, 50);
+    start_rt_grace(2, 50);
     for (int i = 0; i < 10; i++) {
         assert_int_equal(ot_spawn(sleepy, NULL, NULL, NULL), 0);
         assert_int_equal(ot_spawn(waits_long, NULL, NULL, NULL), 0);
@@ -359,7 +303,7 @@ static void *attached_thread(void *arg)
 static void attach_detach(void **state)
 {
     (void)state;
-    start_rt(2, 50);
+    start_rt_grace(2, 50);
     ot_pid_t a, b;
     assert_int_equal(ot_attach(&a), 0);
     assert_true(a != OT_PID_NONE);
@@ -396,13 +340,13 @@ static void attach_detach(void **state)
 
     /* Attached when the runtime stops: detached by the stop; a new runtime
      * can be attached to again. */
-    start_rt(1, 50);
+    start_rt_grace(1, 50);
     assert_int_equal(ot_attach(&a), 0);
     assert_int_equal(ot_send(a, TAG_PING, NULL, 0), 0); /* unread: freed by stop */
     stop_rt();
     assert_int_equal(ot_self(), OT_PID_NONE);
     assert_int_equal(ot_mailbox_len(), -EPERM);
-    start_rt(1, 50);
+    start_rt_grace(1, 50);
     assert_int_equal(ot_mailbox_len(), -EPERM);
     assert_int_equal(ot_attach(&b), 0);
     assert_int_equal(ot_mailbox_len(), 0);
@@ -433,7 +377,7 @@ static void *attached_waiter(void *arg)
 static void wait_idle(void **state)
 {
     (void)state;
-    start_rt(2, 50);
+    start_rt_grace(2, 50);
     assert_int_equal(ot_runtime_wait_idle(g_rt, 0), 0); /* nothing alive */
     for (int i = 0; i < 20; i++)
         assert_int_equal(ot_spawn(naps, NULL, NULL, NULL), 0);
@@ -509,8 +453,6 @@ static void synthetic_topology(void **state)
 
 int main(void)
 {
-    const char *e = getenv("OTTER_SANITIZER_BUILD");
-    g_san = e && *e && strcmp(e, "0") != 0;
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_teardown(start_stop_many, teardown),
         cmocka_unit_test_teardown(stop_with_blocked_processes, teardown),

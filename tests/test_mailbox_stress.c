@@ -15,51 +15,7 @@
 #include <cmocka.h>
 
 #include "otter/otter.h"
-
-static atomic_int g_fail;
-#define PCHECK(c)                                                                            \
-    do {                                                                                     \
-        if (!(c)) {                                                                          \
-            atomic_fetch_add(&g_fail, 1);                                                    \
-            fprintf(stderr, "%s:%d: check failed in process: %s\n", __FILE__, __LINE__, #c); \
-        }                                                                                    \
-    } while (0)
-
-static int g_san;
-static ot_runtime_t *g_rt;
-
-static long scaled(long n)
-{
-    return g_san ? n / 10 : n;
-}
-
-static void start_rt(void)
-{
-    ot_config_t cfg;
-    ot_config_init(&cfg);
-    cfg.schedulers = 2;
-    cfg.stop_grace_ms = 200;
-    assert_int_equal(ot_runtime_start(&cfg, &g_rt), 0);
-    atomic_store(&g_fail, 0);
-}
-
-static void stop_rt(void)
-{
-    assert_int_equal(ot_runtime_stop(g_rt), 0);
-    g_rt = NULL;
-    assert_int_equal(atomic_load(&g_fail), 0);
-}
-
-static int teardown(void **state)
-{
-    (void)state;
-    (void)ot_detach();
-    if (g_rt) {
-        ot_runtime_stop(g_rt);
-        g_rt = NULL;
-    }
-    return 0;
-}
+#include "tests/harness.h"
 
 enum { TAG_DATA = 1, TAG_DONE = 2, TAG_GO = 3 };
 
@@ -211,7 +167,7 @@ static void check_result(const ot_msg_t *m, int64_t total)
 static void million_from_processes(void **state)
 {
     (void)state;
-    start_rt();
+    start_rt(2);
     const unsigned ns = 8;
     /* At least one million in Release. */
     const long per = scaled(125000);
@@ -261,7 +217,7 @@ static void *thread_sender(void *arg)
 static void threads_and_processes(void **state)
 {
     (void)state;
-    start_rt();
+    start_rt(2);
     const unsigned nt = 4, np = 4, ns = nt + np;
     const long per = scaled(100000);
     ot_pid_t me;
@@ -372,7 +328,7 @@ static void a2a_proc(void *arg)
 static void all_to_all(void **state)
 {
     (void)state;
-    start_rt();
+    start_rt(2);
     static struct a2a g;
     static struct a2a_self selves[A2A_N];
     memset(&g, 0, sizeof g);
@@ -396,8 +352,6 @@ static void all_to_all(void **state)
 
 int main(void)
 {
-    const char *e = getenv("OTTER_SANITIZER_BUILD");
-    g_san = e && *e && strcmp(e, "0") != 0;
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_teardown(million_from_processes, teardown),
         cmocka_unit_test_teardown(threads_and_processes, teardown),

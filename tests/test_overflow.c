@@ -20,8 +20,7 @@
 
 #include "otter/otter.h"
 #include "sched/internal.h" /* the process's stack bounds, for the canary case */
-
-static int g_san;
+#include "tests/harness.h"
 
 /* ---- what the child runs ------------------------------------------------- */
 
@@ -184,8 +183,6 @@ static void canary(void **state)
 
 int main(void)
 {
-    const char *e = getenv("OTTER_SANITIZER_BUILD");
-    g_san = e && *e && strcmp(e, "0") != 0;
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(guard_page),
         cmocka_unit_test(canary),

@@ -14,45 +14,7 @@
 #include <cmocka.h>
 
 #include "otter/otter.h"
-
-static atomic_int g_fail;
-#define PCHECK(c)                                                                            \
-    do {                                                                                     \
-        if (!(c)) {                                                                          \
-            atomic_fetch_add(&g_fail, 1);                                                    \
-            fprintf(stderr, "%s:%d: check failed in process: %s\n", __FILE__, __LINE__, #c); \
-        }                                                                                    \
-    } while (0)
-
-static ot_runtime_t *g_rt;
-
-static void start_rt(unsigned schedulers)
-{
-    ot_config_t cfg;
-    ot_config_init(&cfg);
-    cfg.schedulers = schedulers;
-    cfg.stop_grace_ms = 200;
-    assert_int_equal(ot_runtime_start(&cfg, &g_rt), 0);
-    atomic_store(&g_fail, 0);
-}
-
-static void stop_rt(void)
-{
-    assert_int_equal(ot_runtime_stop(g_rt), 0);
-    g_rt = NULL;
-    assert_int_equal(atomic_load(&g_fail), 0);
-}
-
-static int teardown(void **state)
-{
-    (void)state;
-    (void)ot_detach();
-    if (g_rt) {
-        ot_runtime_stop(g_rt);
-        g_rt = NULL;
-    }
-    return 0;
-}
+#include "tests/harness.h"
 
 enum { TAG_DONE = 1, TAG_WAKE = 2 };
 

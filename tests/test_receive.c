@@ -16,58 +16,9 @@
 
 #include "otter/otter.h"
 #include "sched/internal.h" /* ot__self()->scanned: messages examined */
+#include "tests/harness.h"
 
 /* ---- helpers ------------------------------------------------------------- */
-
-/* Checks made inside processes (cmocka's asserts must stay on the main
- * thread): a failure is counted and printed, the main thread asserts zero. */
-static atomic_int g_fail;
-#define PCHECK(c)                                                                            \
-    do {                                                                                     \
-        if (!(c)) {                                                                          \
-            atomic_fetch_add(&g_fail, 1);                                                    \
-            fprintf(stderr, "%s:%d: check failed in process: %s\n", __FILE__, __LINE__, #c); \
-        }                                                                                    \
-    } while (0)
-
-static int g_san; /* sanitizer build: relax timing bounds */
-static ot_runtime_t *g_rt;
-
-static uint64_t now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
-static void start_rt(unsigned schedulers)
-{
-    ot_config_t cfg;
-    ot_config_init(&cfg);
-    cfg.schedulers = schedulers;
-    cfg.stop_grace_ms = 200;
-    assert_int_equal(ot_runtime_start(&cfg, &g_rt), 0);
-    atomic_store(&g_fail, 0);
-}
-
-static void stop_rt(void)
-{
-    assert_int_equal(ot_runtime_stop(g_rt), 0);
-    g_rt = NULL;
-    assert_int_equal(atomic_load(&g_fail), 0);
-}
-
-/* After a failed assertion: leave no runtime behind for the next test. */
-static int teardown(void **state)
-{
-    (void)state;
-    (void)ot_detach();
-    if (g_rt) {
-        ot_runtime_stop(g_rt);
-        g_rt = NULL;
-    }
-    return 0;
-}
 
 enum {
     TAG_A = 1,
@@ -82,11 +33,6 @@ enum {
     TAG_LATE = 16,
     TAG_BUF = 17,
 };
-
-static bool match_tag(const ot_msg_t *m, void *arg)
-{
-    return ot_msg_tag(m) == *(const uint64_t *)arg;
-}
 
 static int64_t payload_i64(const ot_msg_t *m)
 {
@@ -687,8 +633,6 @@ static void send_buf_ownership(void **state)
 
 int main(void)
 {
-    const char *e = getenv("OTTER_SANITIZER_BUILD");
-    g_san = e && *e && strcmp(e, "0") != 0;
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_teardown(selective_order_attached, teardown),
         cmocka_unit_test_teardown(selective_order_process, teardown),

@@ -16,70 +16,9 @@
 
 #include "otter/otter.h"
 #include "sched/internal.h" /* which scheduler runs a process, its stack */
-
-static atomic_int g_fail;
-#define PCHECK(c)                                                                            \
-    do {                                                                                     \
-        if (!(c)) {                                                                          \
-            atomic_fetch_add(&g_fail, 1);                                                    \
-            fprintf(stderr, "%s:%d: check failed in process: %s\n", __FILE__, __LINE__, #c); \
-        }                                                                                    \
-    } while (0)
-
-static int g_san;
-static ot_runtime_t *g_rt;
-
-static long scaled(long n)
-{
-    return g_san ? n / 10 : n;
-}
-
-static uint64_t now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
-static void start_cfg(ot_config_t *cfg)
-{
-    assert_int_equal(ot_runtime_start(cfg, &g_rt), 0);
-    atomic_store(&g_fail, 0);
-}
-
-static void start_rt(unsigned schedulers)
-{
-    ot_config_t cfg;
-    ot_config_init(&cfg);
-    cfg.schedulers = schedulers;
-    cfg.stop_grace_ms = 200;
-    start_cfg(&cfg);
-}
-
-static void stop_rt(void)
-{
-    assert_int_equal(ot_runtime_stop(g_rt), 0);
-    g_rt = NULL;
-    assert_int_equal(atomic_load(&g_fail), 0);
-}
-
-static int teardown(void **state)
-{
-    (void)state;
-    (void)ot_detach();
-    if (g_rt) {
-        ot_runtime_stop(g_rt);
-        g_rt = NULL;
-    }
-    return 0;
-}
+#include "tests/harness.h"
 
 enum { TAG_HELLO = 1, TAG_DONE = 2, TAG_STOP = 3, TAG_X = 4, TAG_PARAMS = 5 };
-
-static bool match_tag(const ot_msg_t *m, void *arg)
-{
-    return ot_msg_tag(m) == *(const uint64_t *)arg;
-}
 
 /* ---- spawn storms -------------------------------------------------------- */
 
@@ -606,8 +545,6 @@ static void name_option(void **state)
 
 int main(void)
 {
-    const char *e = getenv("OTTER_SANITIZER_BUILD");
-    g_san = e && *e && strcmp(e, "0") != 0;
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_teardown(spawn_storm, teardown),
         cmocka_unit_test_teardown(skynet_tree, teardown),

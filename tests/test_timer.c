@@ -15,18 +15,7 @@
 #include <cmocka.h>
 
 #include "otter/otter.h"
-
-static atomic_int g_fail;
-#define PCHECK(c)                                                                            \
-    do {                                                                                     \
-        if (!(c)) {                                                                          \
-            atomic_fetch_add(&g_fail, 1);                                                    \
-            fprintf(stderr, "%s:%d: check failed in process: %s\n", __FILE__, __LINE__, #c); \
-        }                                                                                    \
-    } while (0)
-
-static int g_san;
-static ot_runtime_t *g_rt;
+#include "tests/harness.h"
 
 /* Lateness bounds (ns): median and max. Relaxed under the sanitizers. */
 static int64_t med_bound(void)
@@ -36,41 +25,6 @@ static int64_t med_bound(void)
 static int64_t max_bound(void)
 {
     return g_san ? 200000000 : 20000000;
-}
-
-static uint64_t now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
-static void start_rt(unsigned schedulers)
-{
-    ot_config_t cfg;
-    ot_config_init(&cfg);
-    cfg.schedulers = schedulers;
-    cfg.stop_grace_ms = 200;
-    assert_int_equal(ot_runtime_start(&cfg, &g_rt), 0);
-    atomic_store(&g_fail, 0);
-}
-
-static void stop_rt(void)
-{
-    assert_int_equal(ot_runtime_stop(g_rt), 0);
-    g_rt = NULL;
-    assert_int_equal(atomic_load(&g_fail), 0);
-}
-
-static int teardown(void **state)
-{
-    (void)state;
-    (void)ot_detach();
-    if (g_rt) {
-        ot_runtime_stop(g_rt);
-        g_rt = NULL;
-    }
-    return 0;
 }
 
 enum { TAG_DONE = 1, TAG_TICK = 2, TAG_HANDLE = 3, TAG_OTHER = 4 };
@@ -374,11 +328,6 @@ static uint64_t rng_next(uint64_t *s)
     return *s;
 }
 
-static bool match_tag(const ot_msg_t *m, void *arg)
-{
-    return ot_msg_tag(m) == *(const uint64_t *)arg;
-}
-
 /* Collects MANY timer messages carrying their index, then checks them. */
 static void collect(struct many *g, int64_t from_expected)
 {
@@ -541,8 +490,6 @@ static void now_ms_is_monotonic_clock(void **state)
 
 int main(void)
 {
-    const char *e = getenv("OTTER_SANITIZER_BUILD");
-    g_san = e && *e && strcmp(e, "0") != 0;
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(now_ms_is_monotonic_clock),
         cmocka_unit_test_teardown(sleep_accuracy, teardown),
