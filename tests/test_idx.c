@@ -26,23 +26,7 @@
 
 #include "util/idx.h"
 
-/* The sanitizer legs of CI (OTTER_SANITIZER_BUILD=1) run a quarter of the
- * iterations: still millions of operations, well inside the time budget. */
-static unsigned long scaled(unsigned long n)
-{
-    const char *s = getenv("OTTER_SANITIZER_BUILD");
-    return s && *s && strcmp(s, "0") != 0 ? n / 4 : n;
-}
-
-static void pin_to_cpu(int i)
-{
-    cpu_set_t set;
-    CPU_ZERO(&set);
-    long n = sysconf(_SC_NPROCESSORS_ONLN);
-    CPU_SET((int)(i % (n > 0 ? n : 1)), &set);
-    /* Best effort: a restricted cpuset only costs interleavings. */
-    (void)pthread_setaffinity_np(pthread_self(), sizeof set, &set);
-}
+#include "tests/stress.h"
 
 /* Take everything available with the global lock (no cache); mark[] counts
  * how often each index came out. Returns the count. */

@@ -35,22 +35,7 @@
 #define IT(i) ((void *)(uintptr_t)(i))
 #define VAL(p) ((uintptr_t)(p))
 
-/* The sanitizer legs of CI (OTTER_SANITIZER_BUILD=1) run a quarter of the
- * iterations: still millions of operations, well inside the time budget. */
-static unsigned long scaled(unsigned long n)
-{
-    const char *s = getenv("OTTER_SANITIZER_BUILD");
-    return s && *s && strcmp(s, "0") != 0 ? n / 4 : n;
-}
-
-static void pin_to_cpu(int i)
-{
-    cpu_set_t set;
-    CPU_ZERO(&set);
-    long n = sysconf(_SC_NPROCESSORS_ONLN);
-    CPU_SET((int)(i % (n > 0 ? n : 1)), &set);
-    (void)pthread_setaffinity_np(pthread_self(), sizeof set, &set);
-}
+#include "tests/stress.h"
 
 static inline void cpu_relax(void)
 {
