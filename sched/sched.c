@@ -102,10 +102,14 @@ void ot__make_runnable(ot__sched_t *s, ot__proc_t *p, bool from_timer)
 static ot__proc_t *pop_normal(ot__sched_t *s)
 {
     ot__runq_t *q = &s->rq[2];
-    uint32_t n = ot__runq_len(q);
+    ot__proc_t *p = ot__runq_pop(q);
+    if (!p || p->prio != OT_PRIO_LOW) return p; /* the common case */
+    uint32_t n = ot__runq_len(q) + 1;
     for (uint32_t i = 0;; i++) {
-        ot__proc_t *p = ot__runq_pop(q);
-        if (!p) return NULL;
+        if (i) {
+            p = ot__runq_pop(q);
+            if (!p) return NULL;
+        }
         if (p->prio != OT_PRIO_LOW || ++p->low_skips >= 8 || i >= n) {
             p->low_skips = 0;
             return p;
