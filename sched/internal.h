@@ -94,6 +94,8 @@ struct ot__proc {
 
 /* ---- schedulers ---------------------------------------------------------- */
 
+#define OT__BATCHES 64 /* dead-PCB batches a scheduler may have in flight */
+
 struct ot__sched {
     /* Owner-only, hot. */
     unsigned idx;
@@ -123,8 +125,15 @@ struct ot__sched {
     ot__idx_cache_t timer_cache;
     ot__timer_heap_t timers;
 
-    ot__proc_t *dead; /* awaiting a grace period */
+    ot__proc_t *dead; /* dying since the last ticket */
     unsigned ndead;
+    /* Batches of dead PCBs waiting for their grace period: FIFO by ticket;
+     * freed here, into warm pools, once rt->gp_done reaches the ticket. */
+    struct {
+        ot__proc_t *list;
+        uint64_t ticket;
+    } batch[OT__BATCHES];
+    unsigned batch_head, batch_tail;
 
     /* Counters: written by the owner (relaxed), read by anyone. */
     _Atomic uint64_t n_spawned, n_died, n_switches, n_steals, n_stolen, n_parks, n_wakeups,
@@ -181,9 +190,13 @@ struct ot_runtime {
     pthread_t reclaimer;
     pthread_mutex_t rlock;
     pthread_cond_t rcond;
-    ot__proc_t *rpending;
+    ot__proc_t *rpending; /* attached threads' PCBs, freed by the reclaimer */
     bool rstop;
-    uint64_t rgen;
+    /* Grace-period tickets: a scheduler takes ticket gp_asked + 1 for a
+     * batch; the reclaimer runs synchronize_rcu for everything asked so far
+     * and publishes it in gp_done. */
+    alignas(64) _Atomic uint64_t gp_asked;
+    alignas(64) _Atomic uint64_t gp_done;
 };
 
 /* ---- shared internals ---------------------------------------------------- */
@@ -269,6 +282,10 @@ void ot__proc_free(ot__proc_t *p); /* after the grace period */
 /* Reclaimer (sched/reclaim.c). */
 int ot__reclaim_start(struct ot_runtime *rt);
 void ot__reclaim_handoff(ot__sched_t *s);
+/* Free the batches whose grace period has ended (owner). */
+void ot__reclaim_poll(ot__sched_t *s);
+/* At stop, all threads joined: end a grace period, free every batch. */
+void ot__reclaim_flush(ot__sched_t *s);
 void ot__reclaim_stop(struct ot_runtime *rt);
 void ot__rcu_quiescent(void);
 

@@ -5,9 +5,21 @@
  * use liburcu's QSBR flavour: scheduler threads are registered readers that
  * announce a quiescent state between processes (they hold no PCB pointer
  * then) and go offline while parked; other threads go online only around a
- * send. Schedulers batch their dead PCBs and hand them to one reclaimer
- * thread, which waits for a grace period (synchronize_rcu), then drains
- * whatever late senders pushed and frees the PCBs into their pools.
+ * send.
+ *
+ * Schedulers batch their dead PCBs (256 at a time) and take a ticket for
+ * each batch. One reclaimer thread runs synchronize_rcu for all tickets
+ * asked so far and publishes the highest in gp_done. The scheduler keeps
+ * its batches and, at a scheduling point, frees those whose ticket is done:
+ * it drains what late senders pushed and returns the PCBs to its own pools,
+ * locally and warm (a PCB from another scheduler's pool goes back in one
+ * chain per pool). The reclaimer touches no PCB; it also frees the PCBs of
+ * attached threads, which are not pool objects.
+ *
+ * Why a ticket is safe: a batch's PCBs were unlinked from the table before
+ * the ticket was taken (acq_rel increment); the reclaimer reads gp_asked
+ * (acquire) before starting its grace period, so every reader that could
+ * have found those PCBs has passed a quiescent state when gp_done says so.
  *
  * liburcu's internals are invisible to TSan, so the grace period is also
  * told to TSan: each quiescent state releases ot__rcu_sync and the
@@ -26,31 +38,23 @@ void ot__rcu_quiescent(void)
     urcu_qsbr_quiescent_state();
 }
 
-static void *reclaimer_main(void *arg)
+/* Free a list of PCBs whose grace period has ended. `me` is the calling
+ * scheduler (its own pools are freed into locally), or NULL. */
+static void free_batch(ot__proc_t *list, const void *me)
 {
-    struct ot_runtime *rt = arg;
-    pthread_mutex_lock(&rt->rlock);
-    for (;;) {
-        while (!rt->rpending && !rt->rstop)
-            pthread_cond_wait(&rt->rcond, &rt->rlock);
-        if (!rt->rpending) break; /* stopping, nothing left */
-        ot__proc_t *list = rt->rpending;
-        rt->rpending = NULL;
-        pthread_mutex_unlock(&rt->rlock);
-
-        urcu_qsbr_synchronize_rcu();
-        ot__tsan_acquire(&ot__rcu_sync);
-        /* PCBs of one pool come in runs (a batch is one scheduler's): give
-         * each run back with one CAS. */
-        ot__pool_t *pool = NULL;
-        void *first = NULL, *last = NULL;
-        while (list) {
-            ot__proc_t *next = list->qnext;
-            ot__pool_t *pp = list->pool;
+    ot__pool_t *pool = NULL;
+    void *first = NULL, *last = NULL;
+    while (list) {
+        ot__proc_t *next = list->qnext;
+        ot__pool_t *pp = list->pool;
+        if (!pp) {
+            ot__proc_free(list); /* an attached thread's: malloc'd */
+        } else {
             ot__mailbox_drain(list, true); /* what late senders pushed */
-            if (!pp) {
-                ot__proc_free(list);
+            if (pp->owner == me) {
+                ot__pool_free(pp, list, me);
             } else {
+                /* Another pool: one CAS per run of the same pool. */
                 if (pp != pool && first) ot__pool_free_chain(pool, first, last);
                 if (pp != pool) {
                     pool = pp;
@@ -62,11 +66,38 @@ static void *reclaimer_main(void *arg)
                     first = list;
                 last = list;
             }
-            list = next;
         }
-        if (first) ot__pool_free_chain(pool, first, last);
+        list = next;
+    }
+    if (first) ot__pool_free_chain(pool, first, last);
+}
+
+static void *reclaimer_main(void *arg)
+{
+    struct ot_runtime *rt = arg;
+    pthread_mutex_lock(&rt->rlock);
+    for (;;) {
+        while (!rt->rpending && !rt->rstop &&
+               atomic_load_explicit(&rt->gp_asked, memory_order_acquire) ==
+                   atomic_load_explicit(&rt->gp_done, memory_order_relaxed))
+            pthread_cond_wait(&rt->rcond, &rt->rlock);
+        ot__proc_t *list = rt->rpending;
+        rt->rpending = NULL;
+        /* Acquire: pairs with the acq_rel ticket increment; the batches up to
+         * `asked` were unlinked before our grace period starts. */
+        uint64_t asked = atomic_load_explicit(&rt->gp_asked, memory_order_acquire);
+        if (!list && rt->rstop &&
+            asked == atomic_load_explicit(&rt->gp_done, memory_order_relaxed))
+            break;
+        pthread_mutex_unlock(&rt->rlock);
+
+        urcu_qsbr_synchronize_rcu();
+        ot__tsan_acquire(&ot__rcu_sync);
+        /* Release: the grace period happens before a scheduler's acquire
+         * load in ot__reclaim_poll, and so before it frees. */
+        atomic_store_explicit(&rt->gp_done, asked, memory_order_release);
+        free_batch(list, NULL);
         pthread_mutex_lock(&rt->rlock);
-        rt->rgen++;
     }
     pthread_mutex_unlock(&rt->rlock);
     return NULL;
@@ -78,6 +109,8 @@ int ot__reclaim_start(struct ot_runtime *rt)
     pthread_cond_init(&rt->rcond, NULL);
     rt->rpending = NULL;
     rt->rstop = false;
+    atomic_init(&rt->gp_asked, 0);
+    atomic_init(&rt->gp_done, 0);
     int rc = pthread_create(&rt->reclaimer, NULL, reclaimer_main, rt);
     if (rc != 0) {
         pthread_cond_destroy(&rt->rcond);
@@ -87,18 +120,51 @@ int ot__reclaim_start(struct ot_runtime *rt)
     return 0;
 }
 
+void ot__reclaim_poll(ot__sched_t *s)
+{
+    if (s->batch_head == s->batch_tail) return;
+    /* Acquire: pairs with the reclaimer's release store of gp_done. */
+    uint64_t done = atomic_load_explicit(&s->rt->gp_done, memory_order_acquire);
+    while (s->batch_head != s->batch_tail) {
+        unsigned i = s->batch_head % OT__BATCHES;
+        if (s->batch[i].ticket > done) break;
+        free_batch(s->batch[i].list, s);
+        s->batch_head++;
+    }
+}
+
 void ot__reclaim_handoff(ot__sched_t *s)
 {
     if (!s->dead) return;
-    ot__proc_t *tail = s->dead;
-    while (tail->qnext)
-        tail = tail->qnext;
+    ot__reclaim_poll(s);
+    /* Too many batches in flight (the reclaimer lags): keep collecting. */
+    if (s->batch_tail - s->batch_head == OT__BATCHES) return;
     struct ot_runtime *rt = s->rt;
+    /* acq_rel: the unlinking of these PCBs happens before the reclaimer's
+     * acquire read of gp_asked, hence before the grace period it starts. */
+    uint64_t t = atomic_fetch_add_explicit(&rt->gp_asked, 1, memory_order_acq_rel) + 1;
+    unsigned i = s->batch_tail % OT__BATCHES;
+    s->batch[i].list = s->dead;
+    s->batch[i].ticket = t;
+    s->batch_tail++;
+    s->dead = NULL;
+    s->ndead = 0;
     pthread_mutex_lock(&rt->rlock);
-    tail->qnext = rt->rpending;
-    rt->rpending = s->dead;
     pthread_cond_signal(&rt->rcond);
     pthread_mutex_unlock(&rt->rlock);
+}
+
+void ot__reclaim_flush(ot__sched_t *s)
+{
+    /* Every scheduler is joined; senders on other threads may still hold
+     * PCBs they looked up: one grace period covers them all. */
+    urcu_qsbr_synchronize_rcu();
+    ot__tsan_acquire(&ot__rcu_sync);
+    while (s->batch_head != s->batch_tail) {
+        free_batch(s->batch[s->batch_head % OT__BATCHES].list, s);
+        s->batch_head++;
+    }
+    free_batch(s->dead, s);
     s->dead = NULL;
     s->ndead = 0;
 }

@@ -331,7 +331,7 @@ int ot_runtime_stop(ot_runtime_t *rt)
         if (p) ot__proc_destroy(NULL, p);
     }
     for (unsigned i = 0; i < rt->nsched; i++) {
-        ot__reclaim_handoff(rt->scheds[i]);
+        ot__reclaim_flush(rt->scheds[i]);
         release_timers(rt->scheds[i]);
     }
     ot__reclaim_stop(rt);

@@ -260,6 +260,9 @@ void ot__sched_loop(ot__sched_t *s)
             if (p->sched != s) p->sched = s;
             run(s, p);
         }
-        if ((s->tick & 15) == 0) ot__rcu_quiescent();
+        if ((s->tick & 15) == 0) {
+            ot__rcu_quiescent();
+            ot__reclaim_poll(s);
+        }
     }
 }
