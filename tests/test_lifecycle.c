@@ -16,6 +16,8 @@
 #include <sched.h>
 #include <cmocka.h>
 
+#include <dirent.h>
+
 #include "otter/otter.h"
 #include "sched/internal.h" /* scheduler threads, for their CPU affinity */
 #include "tests/harness.h"
@@ -128,10 +130,24 @@ static void blocked_forever(void *arg)
     (void)ot_receive(match_tag, &t, OT_INFINITY, &m);
 }
 
+/* Threads of this process, from /proc/self/task. */
+static int thread_count(void)
+{
+    DIR *d = opendir("/proc/self/task");
+    assert_non_null(d);
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)))
+        if (e->d_name[0] != '.') n++;
+    closedir(d);
+    return n;
+}
+
 static void start_stop_many(void **state)
 {
     (void)state;
     const int rounds = 50;
+    int threads_before = -1; /* after round 0: sanitizers start threads of their own */
     for (int r = 0; r < rounds; r++) {
         start_rt_grace(1 + r % 3, 50); /* 1, 2 or 3 schedulers (3 > cores) */
         assert_int_equal(ot_process_count(), 0);
@@ -152,6 +168,11 @@ static void start_stop_many(void **state)
             assert_int_equal(ot_receive(NULL, NULL, 0, &m), -EPERM);
             assert_int_equal(ot_detach(), -EPERM);
         }
+        /* No thread left behind: schedulers and the reclaimer are joined. */
+        if (r == 0)
+            threads_before = thread_count();
+        else
+            assert_int_equal(thread_count(), threads_before);
     }
 }
 
