@@ -1,6 +1,7 @@
 #include "alloc/pool.h"
 
 #include <errno.h>
+#include <stdint.h>
 #include <hwloc.h>
 #include <stdlib.h>
 #include <string.h>
@@ -109,6 +110,34 @@ void ot__pool_free_chain(ot__pool_t *p, void *first, void *last)
         /* Release: as in ot__pool_free, for the whole chain. */
     } while (!atomic_compare_exchange_weak_explicit(
         &p->remote, &head, first, memory_order_release, memory_order_relaxed));
+}
+
+static void rcache_give(ot__pool_rcache_t *c, unsigned i)
+{
+    if (c->slot[i].n) ot__pool_free_chain(c->slot[i].pool, c->slot[i].first, c->slot[i].last);
+    c->slot[i].pool = NULL;
+    c->slot[i].first = c->slot[i].last = NULL;
+    c->slot[i].n = 0;
+}
+
+void ot__pool_free_cached(ot__pool_rcache_t *c, ot__pool_t *p, void *obj)
+{
+    /* Direct-mapped by pool address: a handful of foreign pools at most. */
+    unsigned i = (unsigned)(((uintptr_t)p >> 6) % OT__RCACHE_SLOTS);
+    if (c->slot[i].pool != p) {
+        rcache_give(c, i);
+        c->slot[i].pool = p;
+    }
+    LINK(p, obj) = c->slot[i].first;
+    c->slot[i].first = obj;
+    if (!c->slot[i].last) c->slot[i].last = obj;
+    if (++c->slot[i].n >= OT__RCACHE_BATCH) rcache_give(c, i);
+}
+
+void ot__pool_rcache_flush(ot__pool_rcache_t *c)
+{
+    for (unsigned i = 0; i < OT__RCACHE_SLOTS; i++)
+        rcache_give(c, i);
 }
 
 void ot__pool_destroy(ot__pool_t *p)

@@ -55,6 +55,25 @@ static inline void **ot__pool_link(ot__pool_t *p, void *obj)
 {
     return (void **)((char *)obj + p->link_off);
 }
+/* A scheduler's cache of remote frees: objects of other schedulers' pools
+ * are gathered into one chain per pool and given back with one CAS per
+ * OT__RCACHE_BATCH objects, instead of one contended CAS each. Owned by one
+ * thread. */
+#define OT__RCACHE_SLOTS 8
+#define OT__RCACHE_BATCH 32
+typedef struct ot__pool_rcache {
+    struct {
+        ot__pool_t *pool;
+        void *first, *last;
+        unsigned n;
+    } slot[OT__RCACHE_SLOTS];
+} ot__pool_rcache_t;
+
+/* Free obj (of pool p, not owned by the caller) through cache c. */
+void ot__pool_free_cached(ot__pool_rcache_t *c, ot__pool_t *p, void *obj);
+/* Give every cached chain back to its pool. */
+void ot__pool_rcache_flush(ot__pool_rcache_t *c);
+
 /* No thread may use the pool any more. Unmaps every slab. */
 void ot__pool_destroy(ot__pool_t *p);
 

@@ -34,10 +34,15 @@ ot_msg_t *ot__msg_alloc(ot__sched_t *s, size_t len)
 void ot__msg_release(ot_msg_t *m)
 {
     if (m->dtor) m->dtor(m->data);
-    if (m->pool)
-        ot__pool_free(m->pool, m, ot__tls_sched());
-    else
+    if (!m->pool) {
         free(m);
+        return;
+    }
+    ot__sched_t *s = ot__tls_sched();
+    if (s && m->pool->owner != s)
+        ot__pool_free_cached(&s->rcache, m->pool, m);
+    else
+        ot__pool_free(m->pool, m, s);
 }
 
 void ot_msg_free(ot_msg_t *m)

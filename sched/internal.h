@@ -121,6 +121,7 @@ struct ot__sched {
     ot__pool_t pcb_pool;
     ot__pool_t msg_pool[OT__MSG_CLASSES];
     ot__stack_pools_t stacks;
+    ot__pool_rcache_t rcache; /* frees into other schedulers' pools */
     ot__idx_cache_t pid_cache;
     ot__idx_cache_t timer_cache;
     ot__timer_heap_t timers;

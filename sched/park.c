@@ -200,6 +200,8 @@ static void park(ot__sched_t *s, bool was_searching)
     struct ot_runtime *rt = s->rt;
     if (s->dead) ot__reclaim_handoff(s);
     ot__reclaim_poll(s);
+    /* Objects of other schedulers' pools go home before we sleep. */
+    ot__pool_rcache_flush(&s->rcache);
     /* Free table slots cached here are of no use to others while we sleep. */
     if (s->pid_cache.n) ot__idx_flush(&rt->pids, &s->pid_cache);
     const ot__tnode_t *t = ot__heap_top(&s->timers);

@@ -420,12 +420,54 @@ static void stress_remote_frees(void **state)
     ot__pool_destroy(&s_pool);
 }
 
+/* The remote-free cache: objects of a foreign pool are given back in chains
+ * of OT__RCACHE_BATCH with one CAS; nothing is visible to the owner before a
+ * chain is full or flushed; after the flush the owner gets every object back
+ * exactly once and carves nothing new. */
+static void remote_free_cache(void **state)
+{
+    (void)state;
+    enum { N = 100 };
+    ot__pool_t p;
+    ot__pool_init(&p, 64, 8, 1 << 16, &OWNER, NULL);
+    void *o[N];
+    for (int i = 0; i < N; i++)
+        o[i] = ot__pool_alloc(&p);
+    size_t carved = p.carved;
+    ot__pool_rcache_t c;
+    memset(&c, 0, sizeof c);
+    for (int i = 0; i < OT__RCACHE_BATCH - 1; i++)
+        ot__pool_free_cached(&c, &p, o[i]);
+    assert_null(atomic_load(&p.remote)); /* still cached */
+    ot__pool_free_cached(&c, &p, o[OT__RCACHE_BATCH - 1]);
+    assert_non_null(atomic_load(&p.remote)); /* one full chain given back */
+    for (int i = OT__RCACHE_BATCH; i < N; i++)
+        ot__pool_free_cached(&c, &p, o[i]);
+    ot__pool_rcache_flush(&c);
+    unsigned char seen[N] = {0};
+    for (int k = 0; k < N; k++) {
+        void *x = ot__pool_alloc(&p);
+        int found = -1;
+        for (int i = 0; i < N; i++)
+            if (o[i] == x) found = i;
+        assert_true(found >= 0);
+        assert_int_equal(seen[found], 0);
+        seen[found] = 1;
+    }
+    assert_int_equal(p.carved, carved);
+    ot__pool_destroy(&p);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(objects_distinct_and_placed),  cmocka_unit_test(link_at_link_off_only),
-        cmocka_unit_test(owner_local_and_remote_reuse), cmocka_unit_test(free_chain_reused),
-        cmocka_unit_test(null_owner_all_remote),        cmocka_unit_test(stress_remote_frees),
+        cmocka_unit_test(objects_distinct_and_placed),
+        cmocka_unit_test(link_at_link_off_only),
+        cmocka_unit_test(owner_local_and_remote_reuse),
+        cmocka_unit_test(free_chain_reused),
+        cmocka_unit_test(null_owner_all_remote),
+        cmocka_unit_test(stress_remote_frees),
+        cmocka_unit_test(remote_free_cache),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
