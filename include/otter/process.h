@@ -44,6 +44,12 @@ void ot_spawn_opts_init(ot_spawn_opts_t *opts);
  * means defaults. The new process is runnable at once; *pid (if not NULL)
  * receives its pid. `arg` stays the caller's to manage.
  * Callable from processes and from any other thread while a runtime runs.
+ * From a process the child starts on the caller's scheduler (others may
+ * steal it); a spawn costs one reduction and yields when the turn is spent
+ * or when the scheduler's run queue is half full of runnable processes. From
+ * other threads children are spread over the schedulers round-robin. The
+ * stack is allocated when the child first runs; if memory runs out then, the
+ * child is dropped and reported on stderr.
  * Errors: -EINVAL (fn NULL, bad priority, stack size over 8 MiB, scheduler
  * out of range), -EPERM (no runtime), -EAGAIN (process table full), -ENOMEM. */
 int ot_spawn(ot_entry_fn fn, void *arg, const ot_spawn_opts_t *opts, ot_pid_t *pid);
