@@ -68,7 +68,8 @@ typedef bool (*ot_match_fn)(const ot_msg_t *msg, void *arg);
  * stay, in order, for later receives. Waits up to timeout_ms milliseconds:
  * 0 only looks, OT_INFINITY waits forever. On success *out owns the message
  * (free it with ot_msg_free).
- * Callable from processes and attached threads.
+ * Callable from processes and attached threads. In a process each message
+ * examined costs one reduction (the BEAM's rule).
  * Errors: -EINVAL (out NULL, timeout < -1), -ETIMEDOUT, -EPERM (caller is not
  * a process nor attached). */
 int ot_receive(ot_match_fn match, void *arg, int64_t timeout_ms, ot_msg_t **out);
