@@ -307,6 +307,13 @@ void ot__overflow_uninstall(void);
 void ot__futex_wait(_Atomic uint32_t *word, uint32_t val, int64_t timeout_ns);
 void ot__futex_wake(_Atomic uint32_t *word, int n);
 
+/* Add n to a counter only its owner (the scheduler's thread) writes: a plain
+ * increment published with `order` (others only read it). */
+static inline void ot__count(_Atomic uint64_t *c, uint64_t n, memory_order order)
+{
+    atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + n, order);
+}
+
 static inline void ot__cpu_relax(void)
 {
 #if defined(__x86_64__)

@@ -44,11 +44,6 @@ void ot__futex_wake(_Atomic uint32_t *word, int n)
     syscall(SYS_futex, (uint32_t *)word, FUTEX_WAKE_PRIVATE, n, NULL, NULL, 0);
 }
 
-static inline void bump(_Atomic uint64_t *c, uint64_t n)
-{
-    atomic_fetch_add_explicit(c, n, memory_order_relaxed);
-}
-
 /* Claim a parked scheduler: 1 -> 0 (or 2 when it is to search). */
 static bool claim_and_wake(struct ot_runtime *rt, ot__sched_t *t, int as)
 {
@@ -61,7 +56,8 @@ static bool claim_and_wake(struct ot_runtime *rt, ot__sched_t *t, int as)
      * word (also seq_cst, before it re-reads `parked`) cannot hide it. */
     atomic_store_explicit(&t->wake_word, 1, memory_order_seq_cst);
     ot__futex_wake(&t->wake_word, 1);
-    bump(&t->n_wakeups, 1);
+    /* Written by wakers on any thread: an atomic add. */
+    atomic_fetch_add_explicit(&t->n_wakeups, 1, memory_order_relaxed);
     return true;
 }
 
@@ -113,15 +109,15 @@ static ot__proc_t *steal_from(ot__sched_t *s, ot__sched_t *v)
         uint32_t moved;
         ot__proc_t *p = ot__runq_steal(&v->rq[q], &s->rq[q], half, &moved);
         if (p) {
-            bump(&s->n_steals, 1);
-            bump(&s->n_stolen, moved);
+            ot__count(&s->n_steals, 1, memory_order_relaxed);
+            ot__count(&s->n_stolen, moved, memory_order_relaxed);
             return p;
         }
     }
     ot__proc_t *p = ot__inj_pop(v);
     if (p) {
-        bump(&s->n_steals, 1);
-        bump(&s->n_stolen, 1);
+        ot__count(&s->n_steals, 1, memory_order_relaxed);
+        ot__count(&s->n_stolen, 1, memory_order_relaxed);
     }
     return p;
 }
@@ -214,7 +210,7 @@ static void park(ot__sched_t *s, bool was_searching)
         unpark_self(s);
         return;
     }
-    bump(&s->n_parks, 1);
+    ot__count(&s->n_parks, 1, memory_order_relaxed);
     ot__tsan_release(&ot__rcu_sync);
     urcu_qsbr_thread_offline(); /* a parked scheduler holds up no grace period */
     for (;;) {

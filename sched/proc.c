@@ -206,9 +206,7 @@ int ot_spawn(ot_entry_fn fn, void *arg, const ot_spawn_opts_t *opts, ot_pid_t *o
     if (out) *out = atomic_load_explicit(&p->pid, memory_order_relaxed);
     /* Release: see ot_process_count. */
     if (s)
-        atomic_store_explicit(&s->n_spawned,
-                              atomic_load_explicit(&s->n_spawned, memory_order_relaxed) + 1,
-                              memory_order_release);
+        ot__count(&s->n_spawned, 1, memory_order_release);
     else
         atomic_fetch_add_explicit(&rt->ext_spawned, 1, memory_order_release);
 
@@ -263,12 +261,8 @@ void ot__proc_switch_out(ot__proc_t *p, int reason)
         s->current = q;
         q->sched = s;
         atomic_store_explicit(&q->state, q->wait_seq << 2, memory_order_relaxed);
-        atomic_store_explicit(&s->n_switches,
-                              atomic_load_explicit(&s->n_switches, memory_order_relaxed) + 1,
-                              memory_order_relaxed);
-        atomic_store_explicit(&s->n_runnext,
-                              atomic_load_explicit(&s->n_runnext, memory_order_relaxed) + 1,
-                              memory_order_relaxed);
+        ot__count(&s->n_switches, 1, memory_order_relaxed);
+        ot__count(&s->n_runnext, 1, memory_order_relaxed);
         s->from_proc = true;
         ot__fiber_hand_over(p, q, reason == OT__Y_EXIT);
         ot__ctx_switch(&p->sp, q->sp);
@@ -389,9 +383,7 @@ void ot__proc_destroy(ot__sched_t *s, ot__proc_t *p)
     ot__fiber_destroy(p);
     ot__idx_put(&rt->pids, pid_cache(rt, s), idx);
     if (s) {
-        atomic_store_explicit(&s->n_died,
-                              atomic_load_explicit(&s->n_died, memory_order_relaxed) + 1,
-                              memory_order_release);
+        ot__count(&s->n_died, 1, memory_order_release);
         p->qnext = s->dead;
         s->dead = p;
         if (++s->ndead >= 256) ot__reclaim_handoff(s);

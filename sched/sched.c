@@ -11,13 +11,6 @@ static inline int qidx(const ot__proc_t *p)
     return p->prio >= OT_PRIO_NORMAL ? 2 : p->prio;
 }
 
-static inline void bump(_Atomic uint64_t *c)
-{
-    /* Owner-written counter: a plain increment published relaxed. */
-    atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + 1,
-                          memory_order_relaxed);
-}
-
 void ot__local_push(ot__sched_t *s, ot__proc_t *p)
 {
     ot__runq_t *q = &s->rq[qidx(p)];
@@ -133,7 +126,7 @@ static ot__proc_t *next_local(ot__sched_t *s)
          * processes passing messages cannot starve the queue. */
         p = s->runnext;
         s->runnext = NULL;
-        bump(&s->n_runnext);
+        ot__count(&s->n_runnext, 1, memory_order_relaxed);
         return p;
     }
     if ((p = pop_normal(s))) goto fresh;
@@ -176,7 +169,7 @@ static void run(ot__sched_t *s, ot__proc_t *p)
         atomic_store_explicit(&p->state, p->wait_seq << 2, memory_order_relaxed);
         s->current = p;
         p->sched = s;
-        bump(&s->n_switches);
+        ot__count(&s->n_switches, 1, memory_order_relaxed);
         ot__fiber_enter(s, p);
         ot__ctx_switch(&s->sp, p->sp);
         ot__fiber_entered_sched(s);
