@@ -278,7 +278,6 @@ void ot__mailbox_drain(ot__proc_t *p, bool wait_busy);
 void ot__proc_destroy(ot__sched_t *s, ot__proc_t *p);
 /* Give p its stack before its first run; false when memory is exhausted. */
 bool ot__proc_start_stack(ot__sched_t *s, ot__proc_t *p);
-void ot__proc_free(ot__proc_t *p); /* after the grace period */
 
 /* Reclaimer (sched/reclaim.c). */
 int ot__reclaim_start(struct ot_runtime *rt);

@@ -397,16 +397,6 @@ void ot__proc_destroy(ot__sched_t *s, ot__proc_t *p)
     }
 }
 
-void ot__proc_free(ot__proc_t *p)
-{
-    /* Messages pushed by senders that found p just before it died. */
-    ot__mailbox_drain(p, true);
-    if (p->pool)
-        ot__pool_free(p->pool, p, NULL);
-    else
-        free(p);
-}
-
 /* ---- attached threads ---------------------------------------------------- */
 
 int ot_attach(ot_pid_t *out)

@@ -25,6 +25,7 @@
  * told to TSan: each quiescent state releases ot__rcu_sync and the
  * reclaimer acquires it after synchronize_rcu. */
 #include <errno.h>
+#include <stdlib.h>
 #include <urcu/urcu-qsbr.h>
 
 #include "sched/fiber.h"
@@ -38,38 +39,23 @@ void ot__rcu_quiescent(void)
     urcu_qsbr_quiescent_state();
 }
 
-/* Free a list of PCBs whose grace period has ended. `me` is the calling
- * scheduler (its own pools are freed into locally), or NULL. */
-static void free_batch(ot__proc_t *list, const void *me)
+/* Free a list of PCBs whose grace period has ended. What late senders
+ * pushed is drained; an attached thread's PCB (malloc'd) is freed; a pool's
+ * goes back locally when `me` owns the pool, otherwise through the remote-
+ * free cache `rc` (chains per pool, one CAS each). */
+static void free_batch(ot__proc_t *list, const void *me, ot__pool_rcache_t *rc)
 {
-    ot__pool_t *pool = NULL;
-    void *first = NULL, *last = NULL;
     while (list) {
         ot__proc_t *next = list->qnext;
-        ot__pool_t *pp = list->pool;
-        if (!pp) {
-            ot__proc_free(list); /* an attached thread's: malloc'd */
-        } else {
-            ot__mailbox_drain(list, true); /* what late senders pushed */
-            if (pp->owner == me) {
-                ot__pool_free(pp, list, me);
-            } else {
-                /* Another pool: one CAS per run of the same pool. */
-                if (pp != pool && first) ot__pool_free_chain(pool, first, last);
-                if (pp != pool) {
-                    pool = pp;
-                    first = last = NULL;
-                }
-                if (last)
-                    *ot__pool_link(pool, last) = list;
-                else
-                    first = list;
-                last = list;
-            }
-        }
+        ot__mailbox_drain(list, true);
+        if (!list->pool)
+            free(list);
+        else if (list->pool->owner == me)
+            ot__pool_free(list->pool, list, me);
+        else
+            ot__pool_free_cached(rc, list->pool, list);
         list = next;
     }
-    if (first) ot__pool_free_chain(pool, first, last);
 }
 
 static void *reclaimer_main(void *arg)
@@ -96,7 +82,9 @@ static void *reclaimer_main(void *arg)
         /* Release: the grace period happens before a scheduler's acquire
          * load in ot__reclaim_poll, and so before it frees. */
         atomic_store_explicit(&rt->gp_done, asked, memory_order_release);
-        free_batch(list, NULL);
+        ot__pool_rcache_t rc = {0};
+        free_batch(list, NULL, &rc);
+        ot__pool_rcache_flush(&rc);
         pthread_mutex_lock(&rt->rlock);
     }
     pthread_mutex_unlock(&rt->rlock);
@@ -128,7 +116,7 @@ void ot__reclaim_poll(ot__sched_t *s)
     while (s->batch_head != s->batch_tail) {
         unsigned i = s->batch_head % OT__BATCHES;
         if (s->batch[i].ticket > done) break;
-        free_batch(s->batch[i].list, s);
+        free_batch(s->batch[i].list, s, &s->rcache);
         s->batch_head++;
     }
 }
@@ -161,10 +149,11 @@ void ot__reclaim_flush(ot__sched_t *s)
     urcu_qsbr_synchronize_rcu();
     ot__tsan_acquire(&ot__rcu_sync);
     while (s->batch_head != s->batch_tail) {
-        free_batch(s->batch[s->batch_head % OT__BATCHES].list, s);
+        free_batch(s->batch[s->batch_head % OT__BATCHES].list, s, &s->rcache);
         s->batch_head++;
     }
-    free_batch(s->dead, s);
+    free_batch(s->dead, s, &s->rcache);
+    ot__pool_rcache_flush(&s->rcache);
     s->dead = NULL;
     s->ndead = 0;
 }
