@@ -243,9 +243,6 @@ void ot__make_runnable(ot__sched_t *s, ot__proc_t *p, bool from_timer);
 /* On landing in a process after any switch: finish the switch-out of the
  * process that handed over directly (publish its wait). */
 void ot__sched_settle(ot__sched_t *s);
-/* Publish that p (just switched out with OT__Y_WAIT/SLEEP) waits; true when
- * it must run again at once (a message or its timer came meanwhile). */
-bool ot__publish_wait(ot__sched_t *s, ot__proc_t *p, int reason);
 /* Switch from process p back to its scheduler with `reason`. Returns when
  * p is resumed (never for OT__Y_EXIT). */
 void ot__proc_switch_out(ot__proc_t *p, int reason);

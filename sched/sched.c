@@ -147,6 +147,8 @@ fresh:
     return p;
 }
 
+static bool finish_switch_out(ot__sched_t *s, ot__proc_t *p);
+
 static void run(ot__sched_t *s, ot__proc_t *p)
 {
     struct ot_runtime *rt = s->rt;
@@ -177,27 +179,7 @@ static void run(ot__sched_t *s, ot__proc_t *p)
          * the core to its run-next process directly. */
         p = s->current;
         s->current = NULL;
-        if (!ot__stack_ok(p->stack, p->sp))
-            ot__overflow_report(p, "its stack canary was overwritten");
-
-        int reason = p->yield_reason;
-        if (reason == OT__Y_EXIT) {
-            ot__proc_destroy(s, p);
-            return;
-        }
-        if (reason == OT__Y_YIELD) {
-            /* The process woken into the run-next slot during this turn
-             * queues ahead of the one that spent the turn: otherwise a
-             * sender that keeps its budget busy would be picked again and
-             * again while its receiver waits in the slot. */
-            if (s->runnext) {
-                ot__local_push(s, s->runnext);
-                s->runnext = NULL;
-            }
-            ot__local_push(s, p);
-            return;
-        }
-        if (!ot__publish_wait(s, p, reason)) return;
+        if (!finish_switch_out(s, p)) return;
         if (s->budget <= 0) {
             ot__local_push(s, p);
             return;
@@ -205,7 +187,7 @@ static void run(ot__sched_t *s, ot__proc_t *p)
     }
 }
 
-bool ot__publish_wait(ot__sched_t *s, ot__proc_t *p, int reason)
+static bool publish_wait(ot__sched_t *s, ot__proc_t *p, int reason)
 {
     struct ot_runtime *rt = s->rt;
     /* Read p's own fields first: once the state is published, a waker may
@@ -226,18 +208,39 @@ bool ot__publish_wait(ot__sched_t *s, ot__proc_t *p, int reason)
                                                    memory_order_acq_rel, memory_order_relaxed);
 }
 
+/* Deal with why p (now off its stack) switched out: check its stack, destroy
+ * it, queue it, or publish its wait. True when it must run again at once (a
+ * message or its timer came while it was going to sleep). */
+static bool finish_switch_out(ot__sched_t *s, ot__proc_t *p)
+{
+    if (!ot__stack_ok(p->stack, p->sp))
+        ot__overflow_report(p, "its stack canary was overwritten");
+    int reason = p->yield_reason;
+    if (reason == OT__Y_EXIT) {
+        ot__proc_destroy(s, p);
+        return false;
+    }
+    if (reason == OT__Y_YIELD) {
+        /* The process woken into the run-next slot during this turn queues
+         * ahead of the one that spent the turn: otherwise a sender that
+         * keeps its budget busy would be picked again and again while its
+         * receiver waits in the slot. */
+        if (s->runnext) {
+            ot__local_push(s, s->runnext);
+            s->runnext = NULL;
+        }
+        ot__local_push(s, p);
+        return false;
+    }
+    return publish_wait(s, p, reason);
+}
+
 void ot__sched_settle(ot__sched_t *s)
 {
     ot__proc_t *prev = s->pending;
     if (!prev) return;
     s->pending = NULL;
-    if (!ot__stack_ok(prev->stack, prev->sp))
-        ot__overflow_report(prev, "its stack canary was overwritten");
-    if (prev->yield_reason == OT__Y_EXIT) {
-        ot__proc_destroy(s, prev);
-        return;
-    }
-    if (ot__publish_wait(s, prev, prev->yield_reason)) {
+    if (finish_switch_out(s, prev)) {
         ot__local_push(s, prev);
         ot__wake_one_if_needed(s->rt);
     }
