@@ -76,28 +76,22 @@ static ot__sched_t *sched_new(struct ot_runtime *rt, unsigned i)
     return s;
 }
 
+/* A send timer still pending at stop is cancelled like any other: its
+ * message is freed, never sent. */
+static void drop_send_timer(const ot__tnode_t *n)
+{
+    if (n->kind == OT__T_SEND) (void)ot_timer_cancel(((n->b & 0xffffffffu) << 32) | n->a);
+}
+
 static void release_timers(ot__sched_t *s)
 {
-    struct ot_runtime *rt = s->rt;
-    for (size_t i = 0; i < s->timers.n; i++) {
-        ot__tnode_t *n = &s->timers.v[i];
-        if (n->kind != OT__T_SEND) continue;
-        ot__timer_entry_t *e = &rt->tentries[n->a];
-        uint64_t w = (n->b << 2) | OT__TE_PENDING;
-        if (atomic_compare_exchange_strong(&e->word, &w, (n->b << 2) | OT__TE_CANCELLED))
-            ot__msg_release(atomic_load_explicit(&e->msg, memory_order_relaxed));
-    }
+    for (size_t i = 0; i < s->timers.n; i++)
+        drop_send_timer(&s->timers.v[i]);
     ot__heap_free(&s->timers);
     while (s->tinbox) {
         ot__timer_req_t *r = s->tinbox;
         s->tinbox = r->next;
-        if (r->node.kind == OT__T_SEND) {
-            ot__timer_entry_t *e = &rt->tentries[r->node.a];
-            uint64_t w = (r->node.b << 2) | OT__TE_PENDING;
-            if (atomic_compare_exchange_strong(&e->word, &w,
-                                               (r->node.b << 2) | OT__TE_CANCELLED))
-                ot__msg_release(atomic_load_explicit(&e->msg, memory_order_relaxed));
-        }
+        drop_send_timer(&r->node);
         free(r);
     }
 }

@@ -11,6 +11,17 @@ static inline int qidx(const ot__proc_t *p)
     return p->prio >= OT_PRIO_NORMAL ? 2 : p->prio;
 }
 
+/* Append p to s's injection queue; the caller holds s->inj_lock. */
+static void inj_append_locked(ot__sched_t *s, ot__proc_t *p)
+{
+    p->qnext = NULL;
+    if (s->inj_tail)
+        s->inj_tail->qnext = p;
+    else
+        s->inj_head = p;
+    s->inj_tail = p;
+}
+
 void ot__local_push(ot__sched_t *s, ot__proc_t *p)
 {
     ot__runq_t *q = &s->rq[qidx(p)];
@@ -20,15 +31,8 @@ void ot__local_push(ot__sched_t *s, ot__proc_t *p)
     void *batch[OT__RUNQ_SIZE / 2];
     uint32_t n = ot__runq_take(q, batch, OT__RUNQ_SIZE / 2);
     pthread_mutex_lock(&s->inj_lock);
-    for (uint32_t i = 0; i < n; i++) {
-        ot__proc_t *b = batch[i];
-        b->qnext = NULL;
-        if (s->inj_tail)
-            s->inj_tail->qnext = b;
-        else
-            s->inj_head = b;
-        s->inj_tail = b;
-    }
+    for (uint32_t i = 0; i < n; i++)
+        inj_append_locked(s, batch[i]);
     atomic_fetch_add_explicit(&s->inj_len, n, memory_order_seq_cst);
     pthread_mutex_unlock(&s->inj_lock);
     if (!ot__runq_push(q, p)) ot__inject(s, p); /* cannot happen: we just made room */
@@ -36,13 +40,8 @@ void ot__local_push(ot__sched_t *s, ot__proc_t *p)
 
 void ot__inject(ot__sched_t *s, ot__proc_t *p)
 {
-    p->qnext = NULL;
     pthread_mutex_lock(&s->inj_lock);
-    if (s->inj_tail)
-        s->inj_tail->qnext = p;
-    else
-        s->inj_head = p;
-    s->inj_tail = p;
+    inj_append_locked(s, p);
     /* seq_cst: the injector's half of the handshake with a parking
      * scheduler (it sets parked, then reads inj_len). */
     atomic_fetch_add_explicit(&s->inj_len, 1, memory_order_seq_cst);
