@@ -186,6 +186,7 @@ struct ot_runtime {
     _Atomic int killing;
     _Atomic uint32_t rr; /* round robin for external spawns */
     _Atomic uint64_t ext_spawned, ext_died, ext_refs;
+    _Atomic uint64_t attached; /* attached threads (counted in ext_spawned) */
 
     /* Reclaimer thread: frees dead PCBs after an RCU grace period. */
     pthread_t reclaimer;

@@ -387,8 +387,9 @@ void ot__proc_destroy(ot__sched_t *s, ot__proc_t *p)
         p->qnext = s->dead;
         s->dead = p;
         if (++s->ndead >= 256) ot__reclaim_handoff(s);
-    } else {
+    } else { /* no scheduler: an attached thread detaching, or stop */
         atomic_fetch_add_explicit(&rt->ext_died, 1, memory_order_release);
+        atomic_fetch_sub_explicit(&rt->attached, 1, memory_order_release);
         pthread_mutex_lock(&rt->rlock);
         p->qnext = rt->rpending;
         rt->rpending = p;
@@ -417,6 +418,7 @@ int ot_attach(ot_pid_t *out)
         return rc;
     }
     atomic_fetch_add_explicit(&rt->ext_spawned, 1, memory_order_release);
+    atomic_fetch_add_explicit(&rt->attached, 1, memory_order_release);
     ot__tls_set_ext(p);
     *out = atomic_load_explicit(&p->pid, memory_order_relaxed);
     return 0;

@@ -209,14 +209,7 @@ fail_unlocked:
 static size_t procs_alive(struct ot_runtime *rt)
 {
     size_t n = ot_process_count();
-    size_t attached = 0;
-    ot__ext_rcu_enter();
-    uint32_t hi = rt->pids.next_fresh;
-    for (uint32_t i = 1; i < hi; i++) {
-        ot__proc_t *p = atomic_load_explicit(&rt->table[i].p, memory_order_acquire);
-        if (p && p->external) attached++;
-    }
-    ot__ext_rcu_leave();
+    size_t attached = (size_t)atomic_load_explicit(&rt->attached, memory_order_acquire);
     return n > attached ? n - attached : 0;
 }
 
@@ -291,8 +284,7 @@ static void report_stuck(struct ot_runtime *rt)
 int ot_runtime_stop(ot_runtime_t *rt)
 {
     if (!rt || rt != ot__rt) return -EINVAL;
-    if (ot__self() && !ot__tls_ext()) return -EPERM;
-    if (ot__tls_sched()) return -EPERM;
+    if (ot__tls_sched()) return -EPERM; /* from a process */
 
     tell_all(rt);
     uint64_t grace_end = ot__now_ns() + (uint64_t)rt->cfg.stop_grace_ms * 1000000u;
