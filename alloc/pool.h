@@ -16,6 +16,7 @@
 
 #include <stdalign.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stddef.h>
 
 typedef struct ot__pool ot__pool_t;
@@ -32,6 +33,7 @@ struct ot__pool {
     int numa_node;         /* logical index of the NUMA node, -1 = none */
     void **slabs;          /* every slab, for destroy */
     size_t nslabs, slabs_cap;
+    bool huge;     /* slabs after the first may use huge pages */
     size_t carved; /* objects carved so far */
     /* Written by other threads: its own cache line. */
     alignas(64) _Atomic(void *) remote;
@@ -40,6 +42,10 @@ struct ot__pool {
 
 void ot__pool_init(ot__pool_t *p, size_t obj_size, size_t link_off, size_t slab_size,
                    const void *owner, ot__carve_fn on_carve);
+/* Let slabs after the first use transparent huge pages. Only for pools
+ * whose objects are all touched (PCBs, envelopes), never stacks, where a
+ * huge page would make every stack's few touched pages 2 MiB resident. */
+void ot__pool_set_huge(ot__pool_t *p);
 /* Place slabs carved from now on on NUMA node `node` of `topo`. */
 void ot__pool_set_node(ot__pool_t *p, void *topo, int node);
 /* Owner only. NULL when memory is exhausted. */

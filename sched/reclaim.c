@@ -26,10 +26,14 @@
  * reclaimer acquires it after synchronize_rcu. */
 #include <errno.h>
 #include <stdlib.h>
+#include <time.h>
 #include <urcu/urcu-qsbr.h>
 
 #include "sched/fiber.h"
 #include "sched/internal.h"
+
+/* How long the reclaimer lets tickets gather before a grace period. */
+#define OT__RECLAIM_PAUSE_NS 500000
 
 char ot__rcu_sync;
 
@@ -67,6 +71,15 @@ static void *reclaimer_main(void *arg)
                atomic_load_explicit(&rt->gp_asked, memory_order_acquire) ==
                    atomic_load_explicit(&rt->gp_done, memory_order_relaxed))
             pthread_cond_wait(&rt->rcond, &rt->rlock);
+        /* Let tickets gather: one grace period then serves every batch
+         * handed off meanwhile, and those hand-offs find us not waiting on
+         * the condition, so they cost no futex wake (on a busy runtime this
+         * cut wake-ups from one per 256 dead processes to one per pause). */
+        if (!rt->rstop) {
+            pthread_mutex_unlock(&rt->rlock);
+            nanosleep(&(struct timespec){.tv_nsec = OT__RECLAIM_PAUSE_NS}, NULL);
+            pthread_mutex_lock(&rt->rlock);
+        }
         ot__proc_t *list = rt->rpending;
         rt->rpending = NULL;
         /* Acquire: pairs with the acq_rel ticket increment; the batches up to

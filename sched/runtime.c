@@ -66,10 +66,12 @@ static ot__sched_t *sched_new(struct ot_runtime *rt, unsigned i)
     size_t pcb = (sizeof(ot__proc_t) + 63) & ~(size_t)63;
     ot__pool_init(&s->pcb_pool, pcb, offsetof(ot__proc_t, pool_link), (size_t)2 << 20, s, NULL);
     ot__pool_set_node(&s->pcb_pool, hw, node);
+    ot__pool_set_huge(&s->pcb_pool);
     for (int c = 0; c < OT__MSG_CLASSES; c++) {
         ot__pool_init(&s->msg_pool[c], (size_t)1 << (OT__MSG_CLASS_MIN_SHIFT + c),
                       offsetof(struct ot_msg, snext), (size_t)2 << 20, s, NULL);
         ot__pool_set_node(&s->msg_pool[c], hw, node);
+        ot__pool_set_huge(&s->msg_pool[c]);
     }
     ot__stack_pools_init(&s->stacks, s, hw, node);
     pthread_mutex_init(&s->inj_lock, NULL);
