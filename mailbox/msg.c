@@ -9,10 +9,11 @@
 ot_msg_t *ot__msg_alloc(ot__sched_t *s, size_t len)
 {
     size_t total = sizeof(ot_msg_t) + len;
+    size_t min = (size_t)1 << OT__MSG_CLASS_MIN_SHIFT;
     ot_msg_t *m = NULL;
-    if (s && total <= ((size_t)1 << (OT__MSG_CLASS_MIN_SHIFT + OT__MSG_CLASSES - 1))) {
-        /* Smallest power-of-two class that fits: 128 bytes is class 0. */
-        int c = total <= 128 ? 0 : (64 - __builtin_clzll(total - 1)) - OT__MSG_CLASS_MIN_SHIFT;
+    if (s && total <= (min << (OT__MSG_CLASSES - 1))) {
+        /* Smallest power-of-two class that fits: 64 bytes is class 0. */
+        int c = total <= min ? 0 : (64 - __builtin_clzll(total - 1)) - OT__MSG_CLASS_MIN_SHIFT;
         m = ot__pool_alloc(&s->msg_pool[c]);
         if (m) m->pool = &s->msg_pool[c];
     }
@@ -25,15 +26,31 @@ ot_msg_t *ot__msg_alloc(ot__sched_t *s, size_t len)
         m->pool = NULL;
     }
     m->snext = NULL;
-    m->len = len;
-    m->data = m + 1;
-    m->dtor = NULL;
+    m->len = (uint32_t)len;
+    m->moved = 0;
+    return m;
+}
+
+/* An envelope for a buffer moved in: the payload area holds its pointer
+ * and destructor. */
+static ot_msg_t *msg_alloc_moved(ot__sched_t *s, void *buf, size_t len, void (*dtor)(void *))
+{
+    ot_msg_t *m = ot__msg_alloc(s, sizeof(ot__moved_t));
+    if (!m) return NULL;
+    ot__moved_t *mv = (ot__moved_t *)(m + 1);
+    mv->data = buf;
+    mv->dtor = dtor;
+    m->len = (uint32_t)len;
+    m->moved = 1;
     return m;
 }
 
 void ot__msg_release(ot_msg_t *m)
 {
-    if (m->dtor) m->dtor(m->data);
+    if (m->moved) {
+        ot__moved_t *mv = (ot__moved_t *)(m + 1);
+        if (mv->dtor) mv->dtor(mv->data);
+    }
     if (!m->pool) {
         free(m);
         return;
@@ -107,7 +124,7 @@ static int send_common(ot_pid_t to, uint64_t tag, ot_ref_t ref, const void *data
         rc = -ESRCH;
         goto fail;
     }
-    ot_msg_t *m = ot__msg_alloc(s, buf ? 0 : len);
+    ot_msg_t *m = buf ? msg_alloc_moved(s, buf, len, free_fn) : ot__msg_alloc(s, len);
     if (!m) {
         if (!s) ot__ext_rcu_leave();
         rc = -ENOMEM;
@@ -116,13 +133,7 @@ static int send_common(ot_pid_t to, uint64_t tag, ot_ref_t ref, const void *data
     m->from = self ? atomic_load_explicit(&self->pid, memory_order_relaxed) : OT_PID_NONE;
     m->tag = tag;
     m->ref = ref;
-    if (buf) {
-        m->data = buf;
-        m->len = len;
-        m->dtor = free_fn;
-    } else if (len && data) {
-        memcpy(m->data, data, len);
-    }
+    if (!buf && data && len) memcpy(m + 1, data, len);
     push_and_wake(s, p, m);
     if (!s) ot__ext_rcu_leave();
     charge(s, self);
@@ -163,7 +174,7 @@ ot_pid_t ot_msg_sender(const ot_msg_t *m)
 }
 const void *ot_msg_data(const ot_msg_t *m)
 {
-    return m ? m->data : NULL;
+    return m ? ot__msg_payload(m) : NULL;
 }
 size_t ot_msg_len(const ot_msg_t *m)
 {

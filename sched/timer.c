@@ -194,7 +194,7 @@ int ot_send_after(uint64_t ms, ot_pid_t to, uint64_t tag, const void *data, size
     m->from = self ? atomic_load_explicit(&self->pid, memory_order_relaxed) : OT_PID_NONE;
     m->tag = tag;
     m->ref = 0;
-    if (len) memcpy(m->data, data, len);
+    if (len) memcpy(m + 1, data, len);
     ot__timer_entry_t *e = &rt->tentries[idx];
     uint64_t gen = atomic_load_explicit(&e->word, memory_order_acquire) >> 2;
     atomic_store_explicit(&e->msg, m, memory_order_relaxed);
