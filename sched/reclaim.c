@@ -138,8 +138,12 @@ void ot__reclaim_handoff(ot__sched_t *s)
 {
     if (!s->dead) return;
     ot__reclaim_poll(s);
-    /* Too many batches in flight (the reclaimer lags): keep collecting. */
-    if (s->batch_tail - s->batch_head == OT__BATCHES) return;
+    /* Too many batches in flight (the reclaimer lags): keep collecting, and
+     * try again 256 deaths later, not at every death. */
+    if (s->batch_tail - s->batch_head == OT__BATCHES) {
+        s->ndead = 0;
+        return;
+    }
     struct ot_runtime *rt = s->rt;
     /* acq_rel: the unlinking of these PCBs happens before the reclaimer's
      * acquire read of gp_asked, hence before the grace period it starts. */
