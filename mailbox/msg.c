@@ -28,6 +28,7 @@ ot_msg_t *ot__msg_alloc(ot__sched_t *s, size_t len)
     m->snext = NULL;
     m->len = (uint32_t)len;
     m->moved = 0;
+    m->kind = OT__SIG_MSG;
     return m;
 }
 
@@ -95,7 +96,14 @@ int ot__msg_deliver(struct ot_runtime *rt, ot__sched_t *s, ot_pid_t to, ot_msg_t
 /* Count a reduction for a send from a process; yield when the turn is spent. */
 static inline void charge(ot__sched_t *s, ot__proc_t *self)
 {
-    if (s && self && --s->budget <= 0) ot__proc_switch_out(self, OT__Y_YIELD);
+    if (!s || !self) return;
+    atomic_store_explicit(&self->reductions,
+                          atomic_load_explicit(&self->reductions, memory_order_relaxed) + 1,
+                          memory_order_relaxed);
+    if (--s->budget <= 0) {
+        ot__proc_switch_out(self, OT__Y_YIELD);
+        ot__sig_safe_point(self);
+    }
 }
 
 static int send_common(ot_pid_t to, uint64_t tag, ot_ref_t ref, const void *data, size_t len,

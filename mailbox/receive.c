@@ -14,20 +14,29 @@
 
 #include "sched/internal.h"
 
+static void append_saved(ot__proc_t *p, ot_msg_t *m)
+{
+    m->snext = NULL;
+    if (p->save_tail)
+        p->save_tail->snext = m;
+    else
+        p->save_head = m;
+    p->save_tail = m;
+    p->save_len++;
+    ot__sysmon_check_mbox(p, p->save_len);
+}
+
 /* Pull everything the mailbox queue holds into the save queue, stopping at
- * a push that is half done (that message arrived "now" anyway). */
-static void pull_all(ot__proc_t *p)
+ * a push that is half done (that message arrived "now" anyway). Signals are
+ * handled in their place; an EXIT or DOWN they become is kept like any
+ * message. */
+void ot__mailbox_pull(ot__proc_t *p)
 {
     ot__mpsc_node_t *n;
     while ((n = ot__mpsc_pop(&p->mbox)) && n != OT__MPSC_BUSY) {
         ot_msg_t *m = (ot_msg_t *)n;
-        m->snext = NULL;
-        if (p->save_tail)
-            p->save_tail->snext = m;
-        else
-            p->save_head = m;
-        p->save_tail = m;
-        p->save_len++;
+        if (m->kind != OT__SIG_MSG && !(m = ot__sig_handle(p, m))) continue;
+        append_saved(p, m);
     }
 }
 
@@ -46,7 +55,7 @@ ot_ref_t ot_make_ref(void)
     }
     ot__proc_t *p = s ? s->current : ot__tls_ext();
     if (p) {
-        pull_all(p);
+        ot__mailbox_pull(p);
         p->mark = p->save_tail;
         p->mark_ref = ref;
     }
@@ -67,7 +76,12 @@ static void unlink_saved(ot__proc_t *p, ot_msg_t *prev, ot_msg_t *m)
 
 static void charge(ot__proc_t *p, int32_t n)
 {
-    if (!p->external && p->sched) p->sched->budget -= n;
+    if (p->external || !p->sched) return;
+    p->sched->budget -= n;
+    atomic_store_explicit(&p->reductions,
+                          atomic_load_explicit(&p->reductions, memory_order_relaxed) +
+                              (uint64_t)n,
+                          memory_order_relaxed);
 }
 
 static int recv(ot__proc_t *p, ot_match_fn match, void *arg, ot_ref_t ref, int64_t timeout_ms,
@@ -91,15 +105,11 @@ static int recv(ot__proc_t *p, ot_match_fn match, void *arg, ot_ref_t ref, int64
         ot__mpsc_node_t *n = ot__mpsc_pop_wait(&p->mbox);
         if (n) {
             m = (ot_msg_t *)n;
+            /* A signal is handled in its place; it may become a message. */
+            if (m->kind != OT__SIG_MSG && !(m = ot__sig_handle(p, m))) continue;
             looked++;
             if (ref ? m->ref == ref : (!match || match(m, arg))) goto found;
-            m->snext = NULL;
-            if (p->save_tail)
-                p->save_tail->snext = m;
-            else
-                p->save_head = m;
-            p->save_tail = m;
-            p->save_len++;
+            append_saved(p, m);
             continue;
         }
         if (timeout_ms == 0 || (deadline && ot__now_ns() >= deadline)) {
@@ -112,6 +122,7 @@ static int recv(ot__proc_t *p, ot_match_fn match, void *arg, ot_ref_t ref, int64
     }
 found:
     p->scanned += (uint64_t)looked;
+    if (p->mbox_flagged) ot__sysmon_mbox_shrunk(p);
     if (ref && m->ref == ref && p->mark_ref == ref) {
         /* The reply came: the mark has served. */
         p->mark_ref = 0;
@@ -142,7 +153,7 @@ long ot_mailbox_len(void)
 {
     ot__proc_t *p = ot__self();
     if (!p) return -EPERM;
-    pull_all(p);
+    ot__mailbox_pull(p);
     return (long)p->save_len;
 }
 
@@ -164,6 +175,11 @@ void ot__mailbox_drain(ot__proc_t *p, bool wait_busy)
     for (;;) {
         ot__mpsc_node_t *n = wait_busy ? ot__mpsc_pop_wait(&p->mbox) : ot__mpsc_pop(&p->mbox);
         if (!n || n == OT__MPSC_BUSY) break;
-        ot__msg_release((ot_msg_t *)n);
+        m = (ot_msg_t *)n;
+        /* A request that came too late still gets its answer (noproc). */
+        if (m->kind != OT__SIG_MSG)
+            ot__sig_dead_letter(p, m);
+        else
+            ot__msg_release(m);
     }
 }

@@ -29,7 +29,8 @@ struct ot_msg {
     uint64_t tag;
     ot_ref_t ref;
     uint32_t len;   /* payload bytes (<= OT_MSG_MAX) */
-    uint32_t moved; /* the payload area holds an ot__moved_t, not the bytes */
+    uint16_t moved; /* the payload area holds an ot__moved_t, not the bytes */
+    uint16_t kind;  /* OT__SIG_MSG for a message, else a signal (signal.c) */
     /* The payload follows: the bytes inline, or an ot__moved_t. Keeping the
      * envelope at 56 bytes lets a message of up to 8 bytes fit one 64-byte
      * line (halving the memory a backed-up mailbox touches). */
@@ -104,6 +105,22 @@ struct ot__proc {
     void *tsan_fiber;
     void *asan_fake;
     char name[24];
+
+    /* Signals (sched/signal.c). nsig counts signals pushed and not yet
+     * handled (senders add, the process subtracts); the rest is the
+     * process's own. */
+    _Atomic uint32_t nsig;
+    uint8_t trap_exit;
+    uint8_t exiting;    /* its exit has begun: signals no longer kill it */
+    uint8_t defer_exit; /* in ot_dirty_run: a fatal signal waits (pending) */
+    uint8_t in_dirty;
+    uint8_t mbox_flagged;           /* large_mailbox reported, not yet below half */
+    struct ot__sigtab *sigtab;      /* links and monitors; NULL when none */
+    struct ot_reason *pending_exit; /* deferred fatal reason */
+    _Atomic uint64_t reductions;    /* owner-written, for process_info */
+    /* Registered name (sched/registry.c): the registry's node, or NULL.
+     * Written under the registry's lock, read by anyone (acquire). */
+    _Atomic(struct ot__regnode *) regname;
 
     ot__mpsc_t mbox; /* producers' cache line inside */
 };
@@ -209,6 +226,12 @@ struct ot_runtime {
     pthread_mutex_t rlock;
     pthread_cond_t rcond;
     ot__proc_t *rpending; /* attached threads' PCBs, freed by the reclaimer */
+    void **rdeferred;     /* ot__defer_free: a list linked through word 0 */
+    /* Registry (sched/registry.c). */
+    struct cds_lfht *reg_ht;
+    pthread_mutex_t reg_lock;
+    struct ot__dirty *dirty;   /* sched/dirty.c */
+    struct ot__sysmon *sysmon; /* sched/sysmon.c; NULL until first used */
     bool rstop;
     /* Grace-period tickets: a scheduler takes ticket gp_asked + 1 for a
      * batch; the reclaimer runs synchronize_rcu for everything asked so far
@@ -293,7 +316,82 @@ void ot__proc_destroy(ot__sched_t *s, ot__proc_t *p);
 /* Give p its stack before its first run; false when memory is exhausted. */
 bool ot__proc_start_stack(ot__sched_t *s, ot__proc_t *p);
 
+/* Signals (sched/signal.c). The kind of an envelope: */
+enum {
+    OT__SIG_MSG = 0,       /* an ordinary message */
+    OT__SIG_LINK = 1,      /* from wants a link */
+    OT__SIG_UNLINK = 2,    /* from removed its link */
+    OT__SIG_EXIT = 3,      /* ot_exit_pid: payload a reason */
+    OT__SIG_EXIT_LINK = 4, /* a linked process died: payload its reason */
+    OT__SIG_MONITOR = 5,   /* from monitors us under ref */
+    OT__SIG_DEMONITOR = 6, /* the monitor ref is gone */
+    OT__SIG_DOWN = 7,      /* the process we monitor under ref died */
+    OT__SIG_INFO = 8,      /* ot_process_info request; reply under ref */
+};
+/* Reply to an info request (an ordinary message, internal tag). */
+#define OT__TAG_INFO_REPLY (OT_TAG_SYSTEM + 100)
+/* Completion of ot_dirty_run (an ordinary message, internal tag). */
+#define OT__TAG_DIRTY_DONE (OT_TAG_SYSTEM + 101)
+
+struct ot_reason;
+/* Send a signal of `kind` from `from` to `to` (any thread): push it, count
+ * it in nsig and wake `to` if it waits or sleeps. 0 or -ESRCH/-ENOMEM. */
+int ot__sig_send(ot_pid_t from, ot_pid_t to, unsigned kind, ot_ref_t ref,
+                 const struct ot_reason *r);
+/* p (the caller, in its own context) popped signal m: handle it. Returns
+ * the message m has become (an EXIT or DOWN message, to be treated as an
+ * arrival), or NULL when m was consumed. Does not return when the signal
+ * ends p. */
+ot_msg_t *ot__sig_handle(ot__proc_t *p, ot_msg_t *m);
+/* A dead process's mailbox still held m (caller: its last consumer): answer
+ * a link, monitor or info request with noproc, and free m. */
+void ot__sig_dead_letter(ot__proc_t *p, ot_msg_t *m);
+/* p is ending with reason r (NULL = normal), in its own context: take in the
+ * signals that arrived, free its name, and tell its links and monitors. */
+void ot__proc_exit_signals(ot__proc_t *p, const struct ot_reason *r);
+/* ot__proc_exit_signals, then switch out for good. */
+_Noreturn void ot__proc_exit(ot__proc_t *p, const struct ot_reason *r);
+/* Pull every arrived signal and message into the save queue, handling the
+ * signals (mailbox/receive.c). */
+void ot__mailbox_pull(ot__proc_t *p);
+/* At a scheduling point outside receive: handle signals that came. */
+static inline void ot__sig_safe_point(ot__proc_t *p)
+{
+    /* Acquire: pairs with the sender's increment, made after its push. */
+    if (atomic_load_explicit(&p->nsig, memory_order_acquire)) ot__mailbox_pull(p);
+}
+
+/* Process information (sched/info.c): answer request m (p's own context). */
+void ot__info_answer(ot__proc_t *p, ot_msg_t *m);
+/* System monitor (sched/sysmon.c). */
+extern _Atomic uint64_t ot__sysmon_large; /* mailbox limit; 0 = off */
+void ot__sysmon_large_mailbox(ot__proc_t *p, size_t len);
+static inline void ot__sysmon_check_mbox(ot__proc_t *p, size_t len)
+{
+    uint64_t lim = atomic_load_explicit(&ot__sysmon_large, memory_order_relaxed);
+    if (lim && len > lim) ot__sysmon_large_mailbox(p, len);
+}
+void ot__sysmon_mbox_shrunk(ot__proc_t *p);
+void ot__sysmon_proc_exit(ot__proc_t *p);
+void ot__sysmon_stop(struct ot_runtime *rt);
+/* Dirty pool (sched/dirty.c). */
+int ot__dirty_start(struct ot_runtime *rt);
+void ot__dirty_stop(struct ot_runtime *rt);
+
+/* Registry (sched/registry.c). */
+int ot__registry_init(struct ot_runtime *rt);
+/* All threads joined: free every node left. */
+void ot__registry_fini(struct ot_runtime *rt);
+/* p is dying (in its own context, or at destroy): free its name, if any. */
+void ot__registry_proc_exit(ot__proc_t *p);
+/* Copy p's registered name into buf ("" when none). Any thread, inside the
+ * RCU read side. */
+void ot__registry_name_of(ot__proc_t *p, char *buf, size_t n);
+
 /* Reclaimer (sched/reclaim.c). */
+/* Free `ptr` with free() after an RCU grace period (any thread; for slow
+ * paths such as the registry: it takes a lock). */
+void ot__defer_free(struct ot_runtime *rt, void *ptr);
 int ot__reclaim_start(struct ot_runtime *rt);
 void ot__reclaim_handoff(ot__sched_t *s);
 /* Free the batches whose grace period has ended (owner). */

@@ -11,6 +11,7 @@
 #include "sched/arch/ctx.h"
 #include "sched/fiber.h"
 #include "sched/internal.h"
+#include "sched/sigtab.h"
 
 /* ---- thread-local state -------------------------------------------------- */
 
@@ -114,9 +115,10 @@ static void proc_boot(void *arg)
     ot__proc_t *p = arg;
     ot__fiber_entered_proc(p, p->sched);
     ot__sched_settle(p->sched);
+    /* Signals that came before it ever ran: a kill stops it here. */
+    ot__sig_safe_point(p);
     p->fn(p->arg);
-    ot__proc_switch_out(p, OT__Y_EXIT);
-    __builtin_unreachable();
+    ot__proc_exit(p, NULL);
 }
 
 static void proc_init(ot__proc_t *p, ot__pool_t *pool)
@@ -161,7 +163,12 @@ static ot__proc_t *ext_pcb_alloc(void)
     return aligned_alloc(64, sz);
 }
 
-int ot_spawn(ot_entry_fn fn, void *arg, const ot_spawn_opts_t *opts, ot_pid_t *out)
+/* ot_spawn, ot_spawn_link and ot_spawn_monitor. The link or monitor is in
+ * the child's table before anyone can know its pid, and in the parent's
+ * before the parent can handle any signal (it handles them only itself),
+ * so there is no moment in which the child can die unwatched. */
+static int spawn(ot_entry_fn fn, void *arg, const ot_spawn_opts_t *opts, ot_pid_t *out,
+                 ot__proc_t *parent, int kind, ot_ref_t mref)
 {
     struct ot_runtime *rt = ot__rt;
     if (!rt) return -EPERM;
@@ -195,8 +202,23 @@ int ot_spawn(ot_entry_fn fn, void *arg, const ot_spawn_opts_t *opts, ot_pid_t *o
     p->arg = arg;
     p->prio = (uint8_t)o.priority;
     if (o.name) snprintf(p->name, sizeof p->name, "%s", o.name);
-    int rc = proc_publish(rt, s, p);
+    int rc = 0;
+    ot_pid_t ppid = parent ? atomic_load_explicit(&parent->pid, memory_order_relaxed) : 0;
+    if (kind == OT__ENT_LINK) rc = ot__sigtab_add(&p->sigtab, OT__ENT_LINK, ppid, ppid);
+    if (kind == OT__ENT_MON_OUT) rc = ot__sigtab_add(&p->sigtab, OT__ENT_MON_IN, mref, ppid);
+    /* Room in the parent's table first: after publishing, the add must not
+     * fail. */
+    if (rc >= 0 && kind) rc = ot__sigtab_reserve(&parent->sigtab);
+    if (rc >= 0) rc = proc_publish(rt, s, p);
+    if (rc == 0 && kind) {
+        ot_pid_t cpid = atomic_load_explicit(&p->pid, memory_order_relaxed);
+        if (kind == OT__ENT_LINK)
+            ot__sigtab_add(&parent->sigtab, OT__ENT_LINK, cpid, cpid);
+        else
+            ot__sigtab_add(&parent->sigtab, OT__ENT_MON_OUT, mref, cpid);
+    }
     if (rc != 0) {
+        ot__sigtab_free(p->sigtab);
         if (s)
             ot__pool_free(&s->pcb_pool, p, s);
         else
@@ -226,9 +248,38 @@ int ot_spawn(ot_entry_fn fn, void *arg, const ot_spawn_opts_t *opts, ot_pid_t *o
      * filled half of its scheduler's run queue with new processes yields to
      * them: spawning further would only spill them to the injection queue
      * and grow the working set past the caches (back-pressure on spawn). */
-    if (s && s->current && (--s->budget <= 0 || ot__runq_len(&s->rq[2]) >= OT__RUNQ_SIZE / 2))
-        ot__proc_switch_out(s->current, OT__Y_YIELD);
+    if (s && s->current && (--s->budget <= 0 || ot__runq_len(&s->rq[2]) >= OT__RUNQ_SIZE / 2)) {
+        ot__proc_t *me = s->current;
+        ot__proc_switch_out(me, OT__Y_YIELD);
+        ot__sig_safe_point(me);
+    }
     return 0;
+}
+
+int ot_spawn(ot_entry_fn fn, void *arg, const ot_spawn_opts_t *opts, ot_pid_t *out)
+{
+    return spawn(fn, arg, opts, out, NULL, 0, 0);
+}
+
+int ot_spawn_link(ot_entry_fn fn, void *arg, const ot_spawn_opts_t *opts, ot_pid_t *out)
+{
+    ot__proc_t *me = ot__self();
+    if (!ot__rt) return -EPERM;
+    if (!me) return -EPERM;
+    return spawn(fn, arg, opts, out, me, OT__ENT_LINK, 0);
+}
+
+int ot_spawn_monitor(ot_entry_fn fn, void *arg, const ot_spawn_opts_t *opts, ot_pid_t *out,
+                     ot_ref_t *ref)
+{
+    ot__proc_t *me = ot__self();
+    if (!ot__rt) return -EPERM;
+    if (!me) return -EPERM;
+    if (!ref) return -EINVAL;
+    ot_ref_t r = ot_make_ref();
+    int rc = spawn(fn, arg, opts, out, me, OT__ENT_MON_OUT, r);
+    if (rc == 0) *ref = r;
+    return rc;
 }
 
 bool ot__proc_start_stack(ot__sched_t *s, ot__proc_t *p)
@@ -258,7 +309,7 @@ void ot__proc_switch_out(ot__proc_t *p, int reason)
          * waker to resume elsewhere). */
         s->runnext = NULL;
         s->pending = p;
-        s->current = q;
+        __atomic_store_n(&s->current, q, __ATOMIC_RELAXED); /* read by the watchdog */
         q->sched = s;
         atomic_store_explicit(&q->state, q->wait_seq << 2, memory_order_relaxed);
         ot__count(&s->n_switches, 1, memory_order_relaxed);
@@ -325,20 +376,14 @@ void ot__proc_wait(ot__proc_t *p, uint64_t deadline)
     ot__proc_switch_out(p, OT__Y_WAIT);
 }
 
-int ot_exit(void)
-{
-    ot__sched_t *s = ot__tls_sched();
-    if (!s || !s->current) return -EPERM;
-    ot__proc_switch_out(s->current, OT__Y_EXIT);
-    __builtin_unreachable();
-}
-
 int ot_yield(void)
 {
     ot__sched_t *s = ot__tls_sched();
     if (!s || !s->current) return -EPERM;
+    ot__proc_t *p = s->current;
     s->budget = 0;
-    ot__proc_switch_out(s->current, OT__Y_YIELD);
+    ot__proc_switch_out(p, OT__Y_YIELD);
+    ot__sig_safe_point(p);
     return 0;
 }
 
@@ -357,11 +402,12 @@ int ot_sleep(uint64_t ms)
     while (ot__now_ns() < deadline) {
         p->wait_seq++;
         p->has_deadline = 1;
-        if (ot__timer_arm_wake(p->sched, p, deadline) != 0) {
+        if (ot__timer_arm_wake(p->sched, p, deadline) != 0)
             ot__proc_switch_out(p, OT__Y_YIELD);
-            continue;
-        }
-        ot__proc_switch_out(p, OT__Y_SLEEP);
+        else
+            ot__proc_switch_out(p, OT__Y_SLEEP);
+        /* Woken early by a signal: handle it, then sleep on. */
+        ot__sig_safe_point(p);
     }
     return 0;
 }
@@ -375,6 +421,13 @@ void ot__proc_destroy(ot__sched_t *s, ot__proc_t *p)
     /* Release: new lookups miss p from now on; senders that already found
      * it are inside the RCU read side, so p stays until the grace period. */
     atomic_store_explicit(&rt->table[idx].p, NULL, memory_order_release);
+    ot__registry_proc_exit(p); /* done already when it exited by itself */
+    /* Killed at stop, or never started: nobody hears of it (the runtime is
+     * going away, or memory ran out). */
+    ot__sigtab_free(p->sigtab);
+    p->sigtab = NULL;
+    free(p->pending_exit);
+    p->pending_exit = NULL;
     ot__mailbox_drain(p, false);
     if (p->stack) {
         ot__stack_put(p->stack_home, p->stack, s);
@@ -428,6 +481,7 @@ int ot_detach(void)
 {
     ot__proc_t *p = ot__tls_ext();
     if (!p) return -EPERM;
+    ot__proc_exit_signals(p, NULL);
     ot__proc_destroy(NULL, p);
     ot__tls_set_ext(NULL);
     return 0;

@@ -67,7 +67,7 @@ static void *reclaimer_main(void *arg)
     struct ot_runtime *rt = arg;
     pthread_mutex_lock(&rt->rlock);
     for (;;) {
-        while (!rt->rpending && !rt->rstop &&
+        while (!rt->rpending && !rt->rdeferred && !rt->rstop &&
                atomic_load_explicit(&rt->gp_asked, memory_order_acquire) ==
                    atomic_load_explicit(&rt->gp_done, memory_order_relaxed))
             pthread_cond_wait(&rt->rcond, &rt->rlock);
@@ -82,10 +82,12 @@ static void *reclaimer_main(void *arg)
         }
         ot__proc_t *list = rt->rpending;
         rt->rpending = NULL;
+        void **deferred = rt->rdeferred;
+        rt->rdeferred = NULL;
         /* Acquire: pairs with the acq_rel ticket increment; the batches up to
          * `asked` were unlinked before our grace period starts. */
         uint64_t asked = atomic_load_explicit(&rt->gp_asked, memory_order_acquire);
-        if (!list && rt->rstop &&
+        if (!list && !deferred && rt->rstop &&
             asked == atomic_load_explicit(&rt->gp_done, memory_order_relaxed))
             break;
         pthread_mutex_unlock(&rt->rlock);
@@ -95,6 +97,11 @@ static void *reclaimer_main(void *arg)
         /* Release: the grace period happens before a scheduler's acquire
          * load in ot__reclaim_poll, and so before it frees. */
         atomic_store_explicit(&rt->gp_done, asked, memory_order_release);
+        while (deferred) {
+            void **next = *deferred;
+            free(deferred);
+            deferred = next;
+        }
         ot__pool_rcache_t rc = {0};
         free_batch(list, NULL, &rc);
         ot__pool_rcache_flush(&rc);
@@ -109,6 +116,7 @@ int ot__reclaim_start(struct ot_runtime *rt)
     pthread_mutex_init(&rt->rlock, NULL);
     pthread_cond_init(&rt->rcond, NULL);
     rt->rpending = NULL;
+    rt->rdeferred = NULL;
     rt->rstop = false;
     atomic_init(&rt->gp_asked, 0);
     atomic_init(&rt->gp_done, 0);
@@ -173,6 +181,16 @@ void ot__reclaim_flush(ot__sched_t *s)
     ot__pool_rcache_flush(&s->rcache);
     s->dead = NULL;
     s->ndead = 0;
+}
+
+void ot__defer_free(struct ot_runtime *rt, void *ptr)
+{
+    if (!ptr) return;
+    pthread_mutex_lock(&rt->rlock);
+    *(void **)ptr = rt->rdeferred;
+    rt->rdeferred = ptr;
+    pthread_cond_signal(&rt->rcond);
+    pthread_mutex_unlock(&rt->rlock);
 }
 
 void ot__reclaim_stop(struct ot_runtime *rt)

@@ -110,6 +110,7 @@ static void sched_free(ot__sched_t *s)
 
 static void rt_free(struct ot_runtime *rt)
 {
+    ot__registry_fini(rt); /* safe when never initialised (reg_ht NULL) */
     if (rt->scheds) {
         for (unsigned i = 0; i < rt->nsched; i++)
             if (rt->scheds[i]) sched_free(rt->scheds[i]);
@@ -175,8 +176,15 @@ int ot_runtime_start(const ot_config_t *cfgp, ot_runtime_t **out)
     for (unsigned i = 0; i < rt->nsched; i++)
         if (!(rt->scheds[i] = sched_new(rt, i))) goto fail;
 
+    rc = ot__registry_init(rt);
+    if (rc != 0) goto fail;
     rc = ot__reclaim_start(rt);
     if (rc != 0) goto fail;
+    rc = ot__dirty_start(rt);
+    if (rc != 0) {
+        ot__reclaim_stop(rt);
+        goto fail;
+    }
     ot__overflow_install();
     atomic_fetch_add_explicit(&ot__rt_gen, 1, memory_order_relaxed);
     ot__rt = rt;
@@ -191,6 +199,7 @@ int ot_runtime_start(const ot_config_t *cfgp, ot_runtime_t **out)
             for (unsigned j = 0; j < i; j++)
                 pthread_join(rt->scheds[j]->thread, NULL);
             ot__rt = NULL;
+            ot__dirty_stop(rt);
             ot__reclaim_stop(rt);
             ot__overflow_uninstall();
             rc = -EAGAIN;
@@ -304,6 +313,9 @@ int ot_runtime_stop(ot_runtime_t *rt)
         }
     }
 
+    /* Every process is gone; a dirty call still running is waited for (its
+     * completion message finds nobody). */
+    ot__dirty_stop(rt);
     atomic_store_explicit(&rt->shutdown, 1, memory_order_seq_cst);
     for (unsigned i = 0; i < rt->nsched; i++) {
         atomic_store_explicit(&rt->scheds[i]->wake_word, 1, memory_order_seq_cst);
@@ -318,6 +330,7 @@ int ot_runtime_stop(ot_runtime_t *rt)
         ot__proc_t *p = atomic_load_explicit(&rt->table[i].p, memory_order_acquire);
         if (p) ot__proc_destroy(NULL, p);
     }
+    ot__sysmon_stop(rt);
     for (unsigned i = 0; i < rt->nsched; i++) {
         ot__reclaim_flush(rt->scheds[i]);
         release_timers(rt->scheds[i]);

@@ -168,7 +168,7 @@ static void run(ot__sched_t *s, ot__proc_t *p)
         }
         /* We own p: it came from a queue or a won CAS. */
         atomic_store_explicit(&p->state, p->wait_seq << 2, memory_order_relaxed);
-        s->current = p;
+        __atomic_store_n(&s->current, p, __ATOMIC_RELAXED); /* read by the watchdog */
         p->sched = s;
         ot__count(&s->n_switches, 1, memory_order_relaxed);
         ot__fiber_enter(s, p);
@@ -177,7 +177,7 @@ static void run(ot__sched_t *s, ot__proc_t *p)
         /* The process that switched back may not be p: p may have handed
          * the core to its run-next process directly. */
         p = s->current;
-        s->current = NULL;
+        __atomic_store_n(&s->current, NULL, __ATOMIC_RELAXED);
         if (!finish_switch_out(s, p)) return;
         if (s->budget <= 0) {
             ot__local_push(s, p);
@@ -200,6 +200,7 @@ static bool publish_wait(ot__sched_t *s, ot__proc_t *p, int reason)
     bool again =
         atomic_load_explicit(&rt->killing, memory_order_seq_cst) ||
         (reason == OT__Y_WAIT && ot__mpsc_maybe_nonempty(&p->mbox)) ||
+        (reason == OT__Y_SLEEP && atomic_load_explicit(&p->nsig, memory_order_seq_cst)) ||
         (has_deadline && atomic_load_explicit(&p->timer_fired, memory_order_seq_cst) == seq);
     if (!again) return false;
     /* acq_rel: losing means a waker won and queues p itself. */

@@ -8,5 +8,10 @@
 #include "otter/process.h"
 #include "otter/mailbox.h"
 #include "otter/timer.h"
+#include "otter/signal.h"
+#include "otter/registry.h"
+#include "otter/info.h"
+#include "otter/sysmon.h"
+#include "otter/dirty.h"
 
 #endif

@@ -41,6 +41,9 @@ typedef struct ot_config {
      * instead of this machine's, to simulate larger machines. Binding is
      * then skipped. NULL = this machine. */
     const char *topology;
+    /* Threads of the dirty pool (ot_dirty_run); 0 = as many as schedulers,
+     * at least 2. They sleep until dirty work comes. */
+    unsigned dirty_threads;
 } ot_config_t;
 
 /* Fill `cfg` with the defaults. */
