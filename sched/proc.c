@@ -309,7 +309,7 @@ void ot__proc_switch_out(ot__proc_t *p, int reason)
          * waker to resume elsewhere). */
         s->runnext = NULL;
         s->pending = p;
-        __atomic_store_n(&s->current, q, __ATOMIC_RELAXED); /* read by the watchdog */
+        __atomic_store_n(&s->current, q, __ATOMIC_RELEASE); /* watchdog reads */
         q->sched = s;
         atomic_store_explicit(&q->state, q->wait_seq << 2, memory_order_relaxed);
         ot__count(&s->n_switches, 1, memory_order_relaxed);

@@ -168,7 +168,7 @@ static void run(ot__sched_t *s, ot__proc_t *p)
         }
         /* We own p: it came from a queue or a won CAS. */
         atomic_store_explicit(&p->state, p->wait_seq << 2, memory_order_relaxed);
-        __atomic_store_n(&s->current, p, __ATOMIC_RELAXED); /* read by the watchdog */
+        __atomic_store_n(&s->current, p, __ATOMIC_RELEASE); /* watchdog reads */
         p->sched = s;
         ot__count(&s->n_switches, 1, memory_order_relaxed);
         ot__fiber_enter(s, p);

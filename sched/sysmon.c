@@ -5,7 +5,7 @@
  * switch counter has not moved while the same process stayed current for
  * longer than the limit is held by that process; the event names it. The
  * schedulers pay nothing for this (the counter exists anyway, and `current`
- * is stored with a relaxed atomic store, a plain mov).
+ * is stored with a release store, a plain mov on x86-64).
  *
  * large_mailbox: checked by the process itself when it moves messages into
  * its save queue (receive), so it costs a load of the limit per message
@@ -69,7 +69,9 @@ static void watch_once(struct ot_runtime *rt, struct ot__sysmon *sm, uint64_t li
         /* The PCB stays valid inside the read side (it is freed only after
          * a grace period). */
         ot__ext_rcu_enter();
-        ot__proc_t *p = __atomic_load_n(&s->current, __ATOMIC_RELAXED);
+        /* Acquire: pairs with the release store of current, so the PCB
+         * (its name) is seen as its spawner wrote it. */
+        ot__proc_t *p = __atomic_load_n(&s->current, __ATOMIC_ACQUIRE);
         ot_pid_t about = p ? atomic_load_explicit(&p->pid, memory_order_relaxed) : 0;
         char label[24] = "";
         if (p) memcpy(label, p->name, sizeof label - 1);
