@@ -97,6 +97,99 @@ static void no_runtime(void **state)
     EXPECT_ERR(ot_send(some, TAG_X, NULL, 0), EPERM);
 }
 
+/* ---- links, monitors, exits, names, information -------------------------- */
+
+static void ft_calls_in_process(void *arg)
+{
+    ot_pid_t main_pid = *(ot_pid_t *)arg;
+    const ot_pid_t forged = ((ot_pid_t)7 << 32) | 0x7fffffffu; /* outside the table */
+    PEXPECT_ERR(ot_link(OT_PID_NONE), EINVAL);
+    PEXPECT_ERR(ot_link(forged), EINVAL);
+    PEXPECT_ERR(ot_unlink(forged), EINVAL);
+    ot_ref_t ref;
+    PEXPECT_ERR(ot_monitor(main_pid, NULL), EINVAL);
+    PEXPECT_ERR(ot_monitor(forged, &ref), EINVAL);
+    PEXPECT_ERR(ot_demonitor(0, 0), EINVAL);
+    PEXPECT_ERR(ot_demonitor(12345, 0x80), EINVAL);
+    PCHECK(ot_demonitor(12345, OT_DEMONITOR_FLUSH) == 0); /* unknown: not active */
+    PEXPECT_ERR(ot_exit_pid(main_pid, NULL), EINVAL);
+    ot_reason_t r = {.code = OT_EXIT_SHUTDOWN, .len = OT_REASON_DATA_MAX + 1};
+    PEXPECT_ERR(ot_exit_pid(main_pid, &r), EINVAL);
+    PEXPECT_ERR(ot_spawn_monitor(nothing, NULL, NULL, NULL, NULL), EINVAL);
+    PEXPECT_ERR(ot_spawn_link(NULL, NULL, NULL, NULL), EINVAL);
+    PCHECK(ot_trap_exit(true) == 0);
+    PCHECK(ot_trap_exit(false) == 1);
+    ot_process_info_t in;
+    PEXPECT_ERR(ot_process_info(forged, &in), EINVAL);
+    PEXPECT_ERR(ot_process_info(ot_self(), NULL), EINVAL);
+    PCHECK(ot_send(main_pid, TAG_X, NULL, 0) == 0);
+}
+
+static void fault_tolerance_errors(void **state)
+{
+    (void)state;
+    const ot_pid_t some = ((ot_pid_t)1 << 32) | 1;
+    ot_reason_t r;
+    ot_ref_t ref;
+    /* No runtime. */
+    EXPECT_ERR(ot_link(some), EPERM);
+    EXPECT_ERR(ot_unlink(some), EPERM);
+    EXPECT_ERR(ot_monitor(some, &ref), EPERM);
+    EXPECT_ERR(ot_demonitor(1, 0), EPERM);
+    EXPECT_ERR(ot_exit_pid(some, &(ot_reason_t){.code = OT_EXIT_KILL}), EPERM);
+    EXPECT_ERR(ot_exit_reason(NULL), EPERM);
+    EXPECT_ERR(ot_trap_exit(true), EPERM);
+    EXPECT_ERR(ot_spawn_link(nothing, NULL, NULL, NULL), EPERM);
+    EXPECT_ERR(ot_spawn_monitor(nothing, NULL, NULL, NULL, &ref), EPERM);
+    EXPECT_ERR(ot_register("x", some), EPERM);
+    EXPECT_ERR(ot_unregister("x"), EPERM);
+    assert_int_equal(ot_whereis("x"), OT_PID_NONE);
+    EXPECT_ERR(ot_send_named("x", TAG_X, NULL, 0), EPERM);
+    ot_process_info_t in;
+    EXPECT_ERR(ot_process_info(some, &in), EPERM);
+    EXPECT_ERR(ot_processes(NULL, 0), EPERM);
+    EXPECT_ERR(ot_system_monitor(OT_PID_NONE, NULL), EPERM);
+    EXPECT_ERR(ot_dirty_run(nothing, NULL), EPERM);
+    /* Reasons. */
+    EXPECT_ERR(ot_reason_make(NULL, 0, NULL, 0), EINVAL);
+    EXPECT_ERR(ot_reason_make(&r, OT_EXIT_USER, NULL, 3), EINVAL);
+    EXPECT_ERR(ot_reason_make(&r, OT_EXIT_USER, "x", OT_REASON_DATA_MAX + 1), EINVAL);
+    assert_int_equal(ot_reason_make(&r, OT_EXIT_USER + 1, "abc", 3), 0);
+    assert_string_equal(ot_reason_name(r.code), "user");
+    assert_string_equal(ot_reason_name(OT_EXIT_KILLED), "killed");
+    assert_string_equal(ot_reason_name(100), "unknown");
+    EXPECT_ERR(ot_msg_reason(NULL, &r), EINVAL);
+
+    /* With a runtime, from a plain thread and from a process. */
+    start_rt(1);
+    EXPECT_ERR(ot_link(some), EPERM); /* not a process */
+    EXPECT_ERR(ot_monitor(some, &ref), EPERM);
+    EXPECT_ERR(ot_exit_pid(OT_PID_NONE, &r), EINVAL);
+    EXPECT_ERR(ot_exit_pid(some, &r), ESRCH);
+    EXPECT_ERR(ot_register(NULL, some), EINVAL);
+    EXPECT_ERR(ot_register("", some), EINVAL);
+    EXPECT_ERR(ot_register("x", OT_PID_NONE), EINVAL);
+    EXPECT_ERR(ot_register("x", some), ESRCH);
+    EXPECT_ERR(ot_unregister("nobody"), ENOENT);
+    EXPECT_ERR(ot_send_named("nobody", TAG_X, NULL, 0), ENOENT);
+    ot_pid_t me;
+    assert_int_equal(ot_attach(&me), 0);
+    EXPECT_ERR(ot_trap_exit(false), EPERM); /* attached threads always trap */
+    assert_int_equal(ot_trap_exit(true), 1);
+    assert_int_equal(ot_spawn(ft_calls_in_process, &me, NULL, NULL), 0);
+    uint64_t tag = TAG_X;
+    ot_msg_t *m;
+    assert_int_equal(ot_receive(match_tag, &tag, 5000, &m), 0);
+    ot_msg_free(m);
+    /* A message that is not an EXIT or DOWN has no reason. */
+    assert_int_equal(ot_send(me, TAG_X, NULL, 0), 0);
+    assert_int_equal(ot_receive(match_tag, &tag, 5000, &m), 0);
+    EXPECT_ERR(ot_msg_reason(m, &r), EINVAL);
+    ot_msg_free(m);
+    assert_int_equal(ot_detach(), 0);
+    stop_rt();
+}
+
 /* ---- configuration -------------------------------------------------------- */
 
 static void expect_start_fails(const ot_config_t *cfg, int code)
@@ -437,6 +530,7 @@ int main(void)
         cmocka_unit_test_teardown(busy_and_wrong_thread, teardown),
         cmocka_unit_test_teardown(message_errors, teardown),
         cmocka_unit_test_teardown(spawn_errors, teardown),
+        cmocka_unit_test_teardown(fault_tolerance_errors, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

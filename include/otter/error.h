@@ -13,18 +13,18 @@ extern "C" {
 #endif
 
 /* The codes the runtime returns, with what each means in otter. */
-#define OT_ERRNO_MAP(X)                                                       \
-    X(EINVAL, "invalid argument")                                             \
-    X(ENOMEM, "out of memory")                                                \
-    X(ESRCH, "no such process (the pid names no live process)")               \
-    X(ETIMEDOUT, "timed out")                                                 \
-    X(EEXIST, "already exists")                                               \
-    X(ENOENT, "no such entry (timer already fired or cancelled)")             \
-    X(EMSGSIZE, "message too large")                                          \
-    X(EPERM, "not allowed from this thread (not a process, or not attached)") \
-    X(EBUSY, "busy (a runtime is already running, or still in use)")          \
-    X(EAGAIN, "resource temporarily unavailable (process table full)")        \
-    X(ENOSYS, "not supported on this system")                                 \
+#define OT_ERRNO_MAP(X)                                                                \
+    X(EINVAL, "invalid argument")                                                      \
+    X(ENOMEM, "out of memory")                                                         \
+    X(ESRCH, "no such process (the pid names no live process)")                        \
+    X(ETIMEDOUT, "timed out")                                                          \
+    X(EEXIST, "already exists")                                                        \
+    X(ENOENT, "no such entry (timer already fired or cancelled; name not registered)") \
+    X(EMSGSIZE, "message too large")                                                   \
+    X(EPERM, "not allowed from this thread (not a process, or not attached)")          \
+    X(EBUSY, "busy (a runtime is already running, or still in use)")                   \
+    X(EAGAIN, "resource temporarily unavailable (process table full)")                 \
+    X(ENOSYS, "not supported on this system")                                          \
     X(EDEADLK, "would deadlock (a process waiting on itself)")
 
 /* A short English description of `err` (negative code; positive accepted
