@@ -6,7 +6,8 @@
 
 #include "sched/internal.h"
 
-ot_msg_t *ot__msg_alloc(ot__sched_t *s, size_t len)
+/* Inlined into the send path; ot__msg_alloc is the same for the rest. */
+static inline __attribute__((always_inline)) ot_msg_t *msg_alloc(ot__sched_t *s, size_t len)
 {
     size_t total = sizeof(ot_msg_t) + len;
     size_t min = (size_t)1 << OT__MSG_CLASS_MIN_SHIFT;
@@ -30,6 +31,11 @@ ot_msg_t *ot__msg_alloc(ot__sched_t *s, size_t len)
     m->moved = 0;
     m->kind = OT__SIG_MSG;
     return m;
+}
+
+ot_msg_t *ot__msg_alloc(ot__sched_t *s, size_t len)
+{
+    return msg_alloc(s, len);
 }
 
 /* An envelope for a buffer moved in: the payload area holds its pointer
@@ -132,7 +138,7 @@ static int send_common(ot_pid_t to, uint64_t tag, ot_ref_t ref, const void *data
         rc = -ESRCH;
         goto fail;
     }
-    ot_msg_t *m = buf ? msg_alloc_moved(s, buf, len, free_fn) : ot__msg_alloc(s, len);
+    ot_msg_t *m = buf ? msg_alloc_moved(s, buf, len, free_fn) : msg_alloc(s, len);
     if (!m) {
         if (!s) ot__ext_rcu_leave();
         rc = -ENOMEM;

@@ -424,10 +424,12 @@ void ot__proc_destroy(ot__sched_t *s, ot__proc_t *p)
     ot__registry_proc_exit(p); /* done already when it exited by itself */
     /* Killed at stop, or never started: nobody hears of it (the runtime is
      * going away, or memory ran out). */
-    ot__sigtab_free(p->sigtab);
-    p->sigtab = NULL;
-    free(p->pending_exit);
-    p->pending_exit = NULL;
+    if (p->sigtab || p->pending_exit) {
+        ot__sigtab_free(p->sigtab);
+        p->sigtab = NULL;
+        free(p->pending_exit);
+        p->pending_exit = NULL;
+    }
     ot__mailbox_drain(p, false);
     if (p->stack) {
         ot__stack_put(p->stack_home, p->stack, s);

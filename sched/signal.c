@@ -286,13 +286,18 @@ void ot__proc_exit_signals(ot__proc_t *p, const ot_reason_t *r)
 {
     if (!r) r = &reason_normal;
     p->exiting = 1;
-    /* Links and monitors asked for before now get the real reason. */
-    ot__mailbox_pull(p);
+    /* Links and monitors asked for before now get the real reason (only
+     * signals matter here: messages are freed with the mailbox). */
+    if (atomic_load_explicit(&p->nsig, memory_order_acquire)) ot__mailbox_pull(p);
     /* Free the name first: whoever restarts p on its EXIT may register the
      * same name at once (as in Erlang). */
-    ot__registry_proc_exit(p);
-    ot__sysmon_proc_exit(p);
+    /* (A name registered concurrently and missed by this relaxed peek is
+     * freed by ot__proc_destroy, which orders its check after leaving the
+     * table: see sched/registry.c.) */
+    if (atomic_load_explicit(&p->regname, memory_order_relaxed)) ot__registry_proc_exit(p);
+    if (__atomic_load_n(&ot__rt->sysmon, __ATOMIC_RELAXED)) ot__sysmon_proc_exit(p);
     struct ot__sigtab *t = p->sigtab;
+    if (!t && !p->pending_exit) return; /* the common case: nobody to tell */
     p->sigtab = NULL;
     ot_pid_t me = pid_of(p);
     for (size_t i = 0; t && i < t->cap; i++) {
