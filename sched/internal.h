@@ -128,6 +128,8 @@ struct ot__proc {
 /* ---- schedulers ---------------------------------------------------------- */
 
 #define OT__BATCHES 64 /* dead-PCB batches a scheduler may have in flight */
+/* A parked scheduler with batches in flight wakes after this to free them. */
+#define OT__RECLAIM_RECHECK_NS 2000000u
 
 struct ot__sched {
     /* Owner-only, hot. */

@@ -202,6 +202,13 @@ static void park(ot__sched_t *s, bool was_searching)
     if (s->pid_cache.n) ot__idx_flush(&rt->pids, &s->pid_cache);
     const ot__tnode_t *t = ot__heap_top(&s->timers);
     uint64_t deadline = t ? t->deadline : 0;
+    /* Batches still in their grace period: come back to free them soon.
+     * Not only for memory: a link or monitor request that reached a process
+     * just after its death is answered (noproc) by that last drain. */
+    if (s->batch_head != s->batch_tail) {
+        uint64_t soon = ot__now_ns() + OT__RECLAIM_RECHECK_NS;
+        if (!deadline || soon < deadline) deadline = soon;
+    }
 
     atomic_store_explicit(&s->parked, 1, memory_order_seq_cst);
     atomic_fetch_add_explicit(&rt->nparked, 1, memory_order_seq_cst);

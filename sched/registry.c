@@ -27,17 +27,21 @@
  * order them. Instead the two sides form a store-buffer (Dekker) pattern:
  *
  *   register (under reg_lock)        ot__proc_destroy
- *   S1: p->regname = node            S2: table[idx].p = NULL
- *   F1: fence(seq_cst)               F2: fence(seq_cst)  (in proc_exit)
- *   L1: ot__lookup(pid) (the slot)   L2: load p->regname
+ *   S1: p->regname = node (seq_cst)  S2: table[idx].p = NULL (release)
+ *   L1: table[idx].p (seq_cst)       F2: fence(seq_cst)  (in proc_exit)
+ *                                    L2: p->regname (relaxed)
  *
- * The two fences are ordered in the single total order S. If F1 precedes
- * F2, L2 sees S1 (or a later store: the name being removed by someone else)
- * and proc_exit removes the name under the lock. If F2 precedes F1, L1 sees
- * S2 (or a later store: a new process in the slot, whose pid differs), so
- * register finds p dead, removes its own node and returns -ESRCH. Both may
- * happen; the exchange of p->regname under the lock makes the removal happen
- * once. So a dead process never keeps a name.
+ * S1, L1 and F2 are in the single total order S, S1 before L1. If F2
+ * precedes L1, L1 sees S2 or a later store (C11 7.17.3: a seq_cst read
+ * that follows, in S, a fence sequenced after a store sees that store or a
+ * later one): the slot no longer holds p, so register removes its own node
+ * and returns -ESRCH. Otherwise S1 precedes F2, and L2 sees S1 or a later
+ * store (a read sequenced after a seq_cst fence sees the last seq_cst store
+ * before the fence in S, or a later one): proc_exit removes the name under
+ * the lock. Both may happen; the removal is done once, under the lock, by
+ * whoever still finds the node in p->regname. So a dead process never keeps
+ * a name. (S2 is ot__proc_destroy's and stays a release store; the fence
+ * is on the death path, and measured at noise level on spawn+exit.)
  *
  * Sizing. The table has a fixed number of buckets: CDS_LFHT_AUTO_RESIZE
  * would start liburcu's resize worker thread, which outlives the runtime
@@ -196,13 +200,15 @@ static int ot__reg_add(struct ot_runtime *rt, ot__proc_t *p, struct ot__regnode 
         free(n);
         return rc;
     }
-    /* S1 and F1 of the Dekker pattern at the top: the fence orders the
-     * store before the re-check's load of the slot (a store then a load
-     * needs a full fence; release/acquire do not give one). The store's
-     * release half also publishes the node to ot__registry_name_of. */
+    /* S1 and L1 of the Dekker pattern at the top: both seq_cst, so they
+     * are in the total order S with proc_exit's fence (a store then a load
+     * of another object needs that; release/acquire do not order them).
+     * The store's release half also publishes the node to
+     * ot__registry_name_of. The slot still holding p means p is alive: p
+     * cannot be freed and reused while we are inside the read side. */
     atomic_store_explicit(&p->regname, n, memory_order_seq_cst);
-    atomic_thread_fence(memory_order_seq_cst);
-    if (ot__lookup(rt, n->pid) == p) return 0;
+    uint32_t idx = (uint32_t)n->pid;
+    if (atomic_load_explicit(&rt->table[idx].p, memory_order_seq_cst) == p) return 0;
     /* p died meanwhile, and its proc_exit may have missed our store. */
     ot__reg_remove(rt, n);
     return -ESRCH;
@@ -312,12 +318,13 @@ void ot__registry_fini(struct ot_runtime *rt)
      * since liburcu 0.10 it has no RCU requirement of its own, but walking
      * the table is a read-side operation. */
     bool entered = ot__rs_enter();
-    struct cds_lfht_iter it;
-    struct cds_lfht_node *lfn;
-    cds_lfht_for_each(rt->reg_ht, &it, lfn)
-    {
-        if (cds_lfht_del(rt->reg_ht, lfn) == 0)
-            free(caa_container_of(lfn, struct ot__regnode, lfn));
+    for (;;) {
+        struct cds_lfht_iter it;
+        cds_lfht_first(rt->reg_ht, &it);
+        struct cds_lfht_node *lfn = cds_lfht_iter_get_node(&it);
+        if (!lfn) break;
+        (void)cds_lfht_del(rt->reg_ht, lfn);
+        free(caa_container_of(lfn, struct ot__regnode, lfn));
     }
     ot__rs_leave(entered);
     (void)cds_lfht_destroy(rt->reg_ht, NULL);
