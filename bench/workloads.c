@@ -283,6 +283,63 @@ static int w_fan_in(otb_result_t *r)
     return 0;
 }
 
+/* ---- link_exit_storm: 100,000 linked pairs, one side dies, the other traps - */
+
+#define LINK_PAIRS 100000
+enum { T_LINK_OK = 1, T_LINK_BAD = 2 };
+
+static void link_child(void *arg)
+{
+    (void)arg;
+    ot_reason_t why;
+    ot_reason_make(&why, OT_EXIT_SHUTDOWN, NULL, 0);
+    ot_exit_reason(&why);
+}
+
+/* Traps exits, spawns a linked child that dies with `shutdown`, receives the
+ * {EXIT, child, shutdown} message and reports to the driver. */
+static void link_watcher(void *arg)
+{
+    ot_pid_t driver = (ot_pid_t)(uintptr_t)arg, child = 0;
+    uint64_t tag = T_LINK_BAD;
+    ot_msg_t *m;
+    if (ot_trap_exit(true) >= 0 && ot_spawn_link(link_child, NULL, NULL, &child) == 0 &&
+        recv_any(&m) == 0) {
+        ot_reason_t why;
+        if (ot_msg_tag(m) == OT_TAG_EXIT && ot_msg_sender(m) == child &&
+            ot_msg_reason(m, &why) == 0 && why.code == OT_EXIT_SHUTDOWN)
+            tag = T_LINK_OK;
+        ot_msg_free(m);
+    }
+    ot_send(driver, tag, NULL, 0);
+}
+
+static int w_link_exit_storm(otb_result_t *r)
+{
+    ot_pid_t me = ot_self();
+    int bad = 0;
+    double t0 = otb_now_s();
+    for (int i = 0; i < LINK_PAIRS; i++)
+        CHECK(ot_spawn(link_watcher, (void *)(uintptr_t)me, NULL, NULL));
+    for (int i = 0; i < LINK_PAIRS; i++) {
+        ot_msg_t *m;
+        CHECK(recv_any(&m));
+        if (ot_msg_tag(m) != T_LINK_OK) bad++;
+        ot_msg_free(m);
+    }
+    r->seconds = otb_now_s() - t0;
+    if (bad) {
+        fprintf(stderr, "otter-bench: link_exit_storm: %d of %d watchers got a wrong exit\n",
+                bad, LINK_PAIRS);
+        return -EINVAL;
+    }
+    r->ops = LINK_PAIRS;
+    r->ns_per_op = r->seconds * 1e9 / LINK_PAIRS;
+    no_latency(r);
+    r->processes = 2 * LINK_PAIRS;
+    return 0;
+}
+
 /* ---- idle_process_bytes: 1,000,000 processes blocked in receive ---------- */
 
 #define IDLE_N 1000000
@@ -342,6 +399,10 @@ const otb_workload_t otb_workloads[] = {
     {"skynet", "1,111,111 processes in a 10-ary tree summing 0..999,999; ns per process",
      w_skynet},
     {"fan_in", "2 senders x 1,000,000 messages into one receiver; ns per message", w_fan_in},
+    {"link_exit_storm",
+     "100,000 linked pairs, one side dies with shutdown, the trapping other gets the EXIT; "
+     "ns per pair",
+     w_link_exit_storm},
     {"idle_process_bytes", "1,000,000 processes blocked in receive; resident bytes per process",
      w_idle_bytes},
 };

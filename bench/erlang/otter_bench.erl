@@ -35,6 +35,7 @@
 -define(SKYNET_SUM, 499999500000).
 -define(FAN_IN_SENDERS, 2).
 -define(FAN_IN_PER_SENDER, 1000000).
+-define(LINK_EXIT_PAIRS, 100000).
 -define(IDLE_PROCS, 1000000).
 
 %% The idle workload spawns in batches and waits for each batch to block
@@ -82,7 +83,9 @@ usage() ->
 %% ~95 us/process on-heap vs ~2 us off-heap on the 2-core box).  The
 %% documented remedy for processes that receive bulk messages is the
 %% off_heap message queue, so those two receivers use it; every other
-%% process uses the VM defaults.
+%% process uses the VM defaults.  link_exit_storm's driver receives
+%% 100,000 reports in the same spawn-all-then-receive-all shape and uses
+%% it too (measured 15-48 us/pair on-heap vs 2.7-5.7 us off-heap).
 workloads() ->
     OffHeap = [{message_queue_data, off_heap}],
     [{"spawn_exit",         fun spawn_exit/0,         OffHeap},
@@ -90,6 +93,7 @@ workloads() ->
      {"ring",               fun ring/0,               []},
      {"skynet",             fun skynet/0,             []},
      {"fan_in",             fun fan_in/0,             OffHeap},
+     {"link_exit_storm",    fun link_exit_storm/0,    OffHeap},
      {"idle_process_bytes", fun idle_process_bytes_fresh_vm/0, []}].
 
 run(#{out := Out, filter := Filter, reps := Reps}) ->
@@ -332,6 +336,38 @@ send_n(To, K) -> To ! K, send_n(To, K - 1).
 
 count_n(0) -> ok;
 count_n(K) -> receive M when is_integer(M) -> count_n(K - 1) end.
+
+%% link_exit_storm: LINK_EXIT_PAIRS linked pairs.  For each pair a watcher
+%% is spawned that traps exits and spawn_links a child; the child exits
+%% at once with reason `shutdown', and the watcher receives the
+%% {'EXIT', Child, shutdown} message and reports to this process, which
+%% spawns every watcher and then waits for every report.  A watcher that
+%% gets anything else reports a failure, which fails the workload.
+%% ns per pair (2 * LINK_EXIT_PAIRS processes).
+link_exit_storm() ->
+    N = ?LINK_EXIT_PAIRS,
+    Self = self(),
+    T0 = now_ns(),
+    spawn_n(N, fun() -> link_watcher(Self) end),
+    Bad = await_links(N, 0),
+    T1 = now_ns(),
+    Bad =:= 0 orelse error({link_exit_storm_wrong_exits, Bad, of_pairs, N}),
+    #{ns_per_op => (T1 - T0) / N}.
+
+link_watcher(Driver) ->
+    process_flag(trap_exit, true),
+    Child = spawn_link(fun() -> exit(shutdown) end),
+    receive
+        {'EXIT', Child, shutdown} -> Driver ! link_ok;
+        Other -> Driver ! {link_bad, Other}
+    end.
+
+await_links(0, Bad) -> Bad;
+await_links(K, Bad) ->
+    receive
+        link_ok -> await_links(K - 1, Bad);
+        {link_bad, _} -> await_links(K - 1, Bad + 1)
+    end.
 
 %% idle_process_bytes must run in a VM that has never allocated that much
 %% memory: the allocators keep some freed memory resident, and new
