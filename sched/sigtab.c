@@ -14,7 +14,7 @@ static size_t hash(uint32_t kind, uint64_t key)
 
 static int grow(struct ot__sigtab *t)
 {
-    size_t cap = t->cap ? t->cap * 2 : 8;
+    size_t cap = t->cap * 2;
     ot__sigent_t *e = calloc(cap, sizeof *e);
     if (!e) return -ENOMEM;
     for (size_t i = 0; i < t->cap; i++) {
@@ -24,7 +24,7 @@ static int grow(struct ot__sigtab *t)
             j = (j + 1) & (cap - 1);
         e[j] = t->e[i];
     }
-    free(t->e);
+    if (t->e != t->inline_e) free(t->e);
     t->e = e;
     t->cap = cap;
     return 0;
@@ -48,6 +48,8 @@ int ot__sigtab_reserve(struct ot__sigtab **tp)
     if (!t) {
         t = calloc(1, sizeof *t);
         if (!t) return -ENOMEM;
+        t->e = t->inline_e;
+        t->cap = OT__SIGTAB_INLINE;
         *tp = t;
     }
     /* Keep the load at most 3/4: probes stay short. */
@@ -100,6 +102,6 @@ size_t ot__sigtab_count(const struct ot__sigtab *t, uint32_t kind)
 void ot__sigtab_free(struct ot__sigtab *t)
 {
     if (!t) return;
-    free(t->e);
+    if (t->e != t->inline_e) free(t->e);
     free(t);
 }

@@ -19,11 +19,16 @@ typedef struct ot__sigent {
     uint32_t kind; /* 0 = empty slot */
 } ot__sigent_t;
 
+#define OT__SIGTAB_INLINE 8
+
 struct ot__sigtab {
     size_t cap; /* power of two */
     size_t used;
     size_t count[4]; /* entries per kind */
-    ot__sigent_t *e;
+    ot__sigent_t *e; /* inline_e until it outgrows it */
+    /* The first slots come with the table: most processes that link or
+     * monitor at all hold a handful, and one allocation serves them. */
+    ot__sigent_t inline_e[OT__SIGTAB_INLINE];
 };
 
 /* Add (kind, key) -> pid. Returns 1 if added, 0 if already there, or
