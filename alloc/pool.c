@@ -91,16 +91,9 @@ static int new_slab(ot__pool_t *p)
     return 0;
 }
 
-void *ot__pool_alloc(ot__pool_t *p)
+void *ot__pool_alloc_slow(ot__pool_t *p)
 {
-    void *o = p->local;
-    if (o) {
-        p->local = LINK(p, o);
-        /* The next alloc reads the new head's link; a long free list is cold
-         * and in no order a prefetcher could guess. */
-        if (p->local) __builtin_prefetch(p->local);
-        return o;
-    }
+    void *o;
     /* Relaxed peek first: the exchange is only worth it when there is
      * something to take. */
     if (atomic_load_explicit(&p->remote, memory_order_relaxed)) {
@@ -119,13 +112,8 @@ void *ot__pool_alloc(ot__pool_t *p)
     return o;
 }
 
-void ot__pool_free(ot__pool_t *p, void *obj, const void *me)
+void ot__pool_free_remote(ot__pool_t *p, void *obj)
 {
-    if (me && me == p->owner) {
-        LINK(p, obj) = p->local;
-        p->local = obj;
-        return;
-    }
     void *head = atomic_load_explicit(&p->remote, memory_order_relaxed);
     do {
         LINK(p, obj) = head;

