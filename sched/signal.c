@@ -289,17 +289,25 @@ void ot__proc_exit_signals(ot__proc_t *p, const ot_reason_t *r)
     /* Links and monitors asked for before now get the real reason (only
      * signals matter here: messages are freed with the mailbox). */
     if (atomic_load_explicit(&p->nsig, memory_order_acquire)) ot__mailbox_pull(p);
-    /* Free the name first: whoever restarts p on its EXIT may register the
-     * same name at once (as in Erlang). */
-    /* (A name registered concurrently and missed by this relaxed peek is
-     * freed by ot__proc_destroy, which orders its check after leaving the
-     * table: see sched/registry.c.) */
+    ot_pid_t me = pid_of(p);
+    struct ot__sigtab *t = p->sigtab;
+    if (t) {
+        /* Leave the table before telling anyone: whoever gets our DOWN or
+         * EXIT and then names our pid must find it dead (-ESRCH, noproc at
+         * once). Release, as in ot__proc_destroy, which stores NULL again.
+         * Requests that reach us from now on are answered noproc by the
+         * mailbox's drain. */
+        atomic_store_explicit(&ot__rt->table[(uint32_t)me].p, NULL, memory_order_release);
+    }
+    /* Free the name before telling anyone too: whoever restarts p on its
+     * EXIT may register the same name at once (as in Erlang). (A name
+     * registered concurrently and missed by this relaxed peek is freed by
+     * ot__proc_destroy, which orders its check after leaving the table: see
+     * sched/registry.c.) */
     if (atomic_load_explicit(&p->regname, memory_order_relaxed)) ot__registry_proc_exit(p);
     if (__atomic_load_n(&ot__rt->sysmon, __ATOMIC_RELAXED)) ot__sysmon_proc_exit(p);
-    struct ot__sigtab *t = p->sigtab;
     if (!t && !p->pending_exit) return; /* the common case: nobody to tell */
     p->sigtab = NULL;
-    ot_pid_t me = pid_of(p);
     for (size_t i = 0; t && i < t->cap; i++) {
         const ot__sigent_t *e = &t->e[i];
         switch (e->kind) {
@@ -327,7 +335,7 @@ int ot_exit_reason(const ot_reason_t *r)
 {
     ot__sched_t *s = ot__tls_sched();
     if (!s || !s->current) return -EPERM;
-    if (r && r->len > OT_REASON_DATA_MAX) r = NULL;
+    if (r && r->len > OT_REASON_DATA_MAX) return -EINVAL;
     ot__proc_exit(s->current, r);
 }
 

@@ -115,6 +115,7 @@ static void ft_calls_in_process(void *arg)
     PEXPECT_ERR(ot_exit_pid(main_pid, NULL), EINVAL);
     ot_reason_t r = {.code = OT_EXIT_SHUTDOWN, .len = OT_REASON_DATA_MAX + 1};
     PEXPECT_ERR(ot_exit_pid(main_pid, &r), EINVAL);
+    PEXPECT_ERR(ot_exit_reason(&r), EINVAL); /* returns: the reason is bad */
     PEXPECT_ERR(ot_spawn_monitor(nothing, NULL, NULL, NULL, NULL), EINVAL);
     PEXPECT_ERR(ot_spawn_link(NULL, NULL, NULL, NULL), EINVAL);
     PCHECK(ot_trap_exit(true) == 0);

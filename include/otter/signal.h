@@ -125,8 +125,10 @@ int ot_spawn_monitor(ot_entry_fn fn, void *arg, const ot_spawn_opts_t *opts, ot_
 int ot_exit_pid(ot_pid_t pid, const ot_reason_t *r);
 
 /* End the calling process with reason *r (NULL = normal): its links get an
- * exit signal with that reason, its monitors a DOWN notice. Never returns in
- * a process; -EPERM elsewhere. (ot_exit() is ot_exit_reason(NULL).) */
+ * exit signal with that reason, its monitors a DOWN notice. By the time they
+ * arrive its pid names no live process. Never returns in a process, except
+ * with -EINVAL for a reason whose len exceeds OT_REASON_DATA_MAX; -EPERM
+ * outside processes. (ot_exit() is ot_exit_reason(NULL).) */
 int ot_exit_reason(const ot_reason_t *r);
 
 /* Monitor `pid`: exactly one DOWN message (tag OT_TAG_DOWN, reference *ref)
