@@ -521,4 +521,29 @@ SIG_UNUSED static void pidmap_free(pidmap_t *pm)
     pm->n = 0;
 }
 
+/* A runtime with the main thread attached, and its end: nothing left in
+ * the mailbox, no process alive, then stop. */
+SIG_UNUSED static void start_attached(unsigned schedulers, ot_pid_t *me)
+{
+    start_rt(schedulers);
+    assert_int_equal(ot_attach(me), 0);
+}
+
+SIG_UNUSED static void end_attached(void)
+{
+    expect_empty(0);
+    assert_int_equal(ot_detach(), 0);
+    assert_int_equal(ot_runtime_wait_idle(g_rt, 20000), 0);
+    assert_int_equal(ot_process_count(), 0);
+    stop_rt();
+}
+
+/* Stop a puppet that should be alive, and see it end normally. */
+SIG_UNUSED static void stop_puppet(ot_pid_t p, ot_ref_t mref)
+{
+    assert_int_equal(ot_send(p, T_STOP, NULL, 0), 0);
+    ot_reason_t n = reason(OT_EXIT_NORMAL);
+    expect_down(mref, p, &n, 5000);
+}
+
 #endif

@@ -72,28 +72,11 @@ static void call_exit_null(void *arg)
     PCHECK(!"ot_exit_reason returned");
 }
 
-static void start_attached(unsigned schedulers, ot_pid_t *me)
+/* The shared start, with this file's reasons ready. */
+static void start_linked_tests(unsigned schedulers, ot_pid_t *me)
 {
     init_reasons();
-    start_rt(schedulers);
-    assert_int_equal(ot_attach(me), 0);
-}
-
-static void end_attached(void)
-{
-    expect_empty(0);
-    assert_int_equal(ot_detach(), 0);
-    assert_int_equal(ot_runtime_wait_idle(g_rt, 10000), 0);
-    assert_int_equal(ot_process_count(), 0);
-    stop_rt();
-}
-
-/* Stop a puppet that should be alive, and see it end normally. */
-static void stop_puppet(ot_pid_t p, ot_ref_t mref)
-{
-    assert_int_equal(ot_send(p, T_STOP, NULL, 0), 0);
-    ot_reason_t n = reason(OT_EXIT_NORMAL);
-    expect_down(mref, p, &n, 5000);
+    start_attached(schedulers, me);
 }
 
 /* ---- bad input, wrong threads, no runtime -------------------------------- */
@@ -141,7 +124,7 @@ static void api_errors(void **state)
     assert_int_equal(ot_spawn_monitor(return_at_once, NULL, NULL, NULL, &ref), -EPERM);
 
     ot_pid_t me;
-    start_attached(2, &me);
+    start_linked_tests(2, &me);
     ot_pid_t p = spawn_puppet(me, 1);
     ot_ref_t mref;
     assert_int_equal(ot_monitor(p, &mref), 0);
@@ -229,7 +212,7 @@ static void reasons_api(void **state)
     assert_string_equal(ot_reason_name(OT_EXIT_USER - 1), "unknown");
 
     ot_pid_t me;
-    start_attached(2, &me);
+    start_linked_tests(2, &me);
 
     /* ot_msg_reason only reads EXIT and DOWN messages. */
     assert_int_equal(ot_msg_reason(NULL, &r), -EINVAL);
@@ -276,7 +259,7 @@ static void exit_signal_table(void **state)
 {
     (void)state;
     ot_pid_t me;
-    start_attached(2, &me);
+    start_linked_tests(2, &me);
     ot_pid_t k = spawn_puppet(me, 0); /* sends signals for us */
     for (int ri = 0; ri < 5; ri++) {
         const ot_reason_t *r = &test_reasons[ri];
@@ -333,7 +316,7 @@ static void exit_self(void **state)
 {
     (void)state;
     ot_pid_t me;
-    start_attached(2, &me);
+    start_linked_tests(2, &me);
     for (int ri = 0; ri < 5; ri++) {
         const ot_reason_t *r = &test_reasons[ri];
         for (int trap = 0; trap < 2; trap++) {
@@ -386,7 +369,7 @@ static void link_noproc(void **state)
 {
     (void)state;
     ot_pid_t me;
-    start_attached(2, &me);
+    start_linked_tests(2, &me);
     ot_reason_t noproc = reason(OT_EXIT_NOPROC);
     ot_ref_t dref;
 
@@ -442,7 +425,7 @@ static void link_propagation(void **state)
 {
     (void)state;
     ot_pid_t me;
-    start_attached(2, &me);
+    start_linked_tests(2, &me);
     /* Every reason a process can end with (kill aside: see kill_through_links). */
     const int order[4] = {0, 2, 3, 4};
     for (int oi = 0; oi < 4; oi++) {
@@ -496,7 +479,7 @@ static void kill_through_links(void **state)
 {
     (void)state;
     ot_pid_t me;
-    start_attached(2, &me);
+    start_linked_tests(2, &me);
     ot_reason_t kill = reason(OT_EXIT_KILL), killed = reason(OT_EXIT_KILLED);
     for (int trap_a = 0; trap_a < 2; trap_a++) {
         ot_pid_t a = spawn_puppet(me, trap_a);
@@ -592,7 +575,7 @@ static void unlink_cases(void **state)
 {
     (void)state;
     ot_pid_t me;
-    start_attached(2, &me);
+    start_linked_tests(2, &me);
     ot_reason_t sh = reason(OT_EXIT_SHUTDOWN), kill = reason(OT_EXIT_KILL);
     for (int side = 0; side < 3; side++) {
         for (int how = 0; how < 2; how++) {
@@ -668,7 +651,7 @@ static void spawn_link_no_window(void **state)
 {
     (void)state;
     ot_pid_t me;
-    start_attached(2, &me);
+    start_linked_tests(2, &me);
     const int n = (int)scaled(3000);
     ot_spawn_opts_t o;
     ot_spawn_opts_init(&o);
@@ -708,7 +691,7 @@ static void link_twice_and_self(void **state)
 {
     (void)state;
     ot_pid_t me;
-    start_attached(2, &me);
+    start_linked_tests(2, &me);
     ot_reason_t sh = reason(OT_EXIT_SHUTDOWN);
 
     /* Linked three times (twice from here, once from there): one EXIT. */
@@ -786,7 +769,7 @@ static void attached_always_traps(void **state)
 {
     (void)state;
     ot_pid_t me;
-    start_attached(2, &me);
+    start_linked_tests(2, &me);
     ot_reason_t killed = reason(OT_EXIT_KILLED);
     ot_pid_t k = spawn_puppet(me, 0);
     for (int ri = 0; ri < 5; ri++) {
@@ -865,7 +848,7 @@ static void link_death_race(void **state)
 {
     (void)state;
     ot_pid_t me;
-    start_attached(2, &me);
+    start_linked_tests(2, &me);
     const int n = (int)scaled(5000);
     ot_spawn_opts_t o;
     ot_spawn_opts_init(&o);

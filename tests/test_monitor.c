@@ -41,28 +41,6 @@ static void die_with(void *arg)
 
 static const ot_reason_t g_shutdown = {OT_EXIT_SHUTDOWN, 0, {0}};
 
-static void start_attached(unsigned schedulers, ot_pid_t *me)
-{
-    start_rt(schedulers);
-    assert_int_equal(ot_attach(me), 0);
-}
-
-static void end_attached(void)
-{
-    expect_empty(0);
-    assert_int_equal(ot_detach(), 0);
-    assert_int_equal(ot_runtime_wait_idle(g_rt, 10000), 0);
-    assert_int_equal(ot_process_count(), 0);
-    stop_rt();
-}
-
-static void stop_puppet(ot_pid_t p, ot_ref_t mref)
-{
-    assert_int_equal(ot_send(p, T_STOP, NULL, 0), 0);
-    ot_reason_t n = reason(OT_EXIT_NORMAL);
-    expect_down(mref, p, &n, 5000);
-}
-
 /* A pid that was alive and is not any more. */
 /* A pid that was alive and is not any more; `gone`: also unpublished. */
 static ot_pid_t dead_pid(ot_pid_t me, bool gone)

@@ -174,21 +174,6 @@ static void stream_receiver(void *arg)
     PCHECK(ot_send(a.main, T_DONE, &bad, sizeof bad) == 0);
 }
 
-static void start_attached(unsigned schedulers, ot_pid_t *me)
-{
-    start_rt(schedulers);
-    assert_int_equal(ot_attach(me), 0);
-}
-
-static void end_attached(void)
-{
-    expect_empty(0);
-    assert_int_equal(ot_detach(), 0);
-    assert_int_equal(ot_runtime_wait_idle(g_rt, 20000), 0);
-    assert_int_equal(ot_process_count(), 0);
-    stop_rt();
-}
-
 static int64_t wait_done(int64_t timeout_ms)
 {
     uint64_t done = T_DONE;
