@@ -57,9 +57,16 @@ static inline void *ot__pool_alloc(ot__pool_t *p)
     void *o = p->local;
     if (!o) return ot__pool_alloc_slow(p);
     p->local = *(void **)((char *)o + p->link_off);
-    /* The next alloc reads the new head's link; a long free list is cold
-     * and in no order a prefetcher could guess. */
-    if (p->local) __builtin_prefetch(p->local);
+    /* The next alloc reads the new head's link and its user writes the
+     * whole object; a long free list is cold and in no order a hardware
+     * prefetcher could guess, so load the next object now (up to 4 lines,
+     * for writing). */
+    char *n = p->local;
+    if (n) {
+        __builtin_prefetch(n, 1);
+        for (size_t off = 64; off < p->obj_size && off < 256; off += 64)
+            __builtin_prefetch(n + off, 1);
+    }
     return o;
 }
 /* Any thread; `me` identifies the calling thread's scheduler (NULL for other

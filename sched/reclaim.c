@@ -51,6 +51,13 @@ static void free_batch(ot__proc_t *list, const void *me, ot__pool_rcache_t *rc)
 {
     while (list) {
         ot__proc_t *next = list->qnext;
+        /* A batch is a list of PCBs gone cold during their grace period:
+         * load the next one (its first line, and its mailbox's, which the
+         * drain reads) while this one is freed. */
+        if (next) {
+            __builtin_prefetch(next);
+            __builtin_prefetch(&next->mbox);
+        }
         ot__mailbox_drain(list, true);
         if (!list->pool)
             free(list);

@@ -64,6 +64,17 @@ static inline void *ot__runq_pop(ot__runq_t *q)
     }
 }
 
+/* Owner: start loading the next process to be popped (a hint only: the
+ * slot may be stale or empty, and a prefetch of any address is harmless).
+ * A run queue of processes spawned or woken long ago is a list of cold
+ * control blocks; this overlaps the next one's miss with this one's run. */
+static inline void ot__runq_prefetch_next(ot__runq_t *q)
+{
+    uint32_t h = atomic_load_explicit(&q->head, memory_order_relaxed);
+    __builtin_prefetch(
+        atomic_load_explicit(&q->slots[h % OT__RUNQ_SIZE], memory_order_relaxed));
+}
+
 /* Any thread; a snapshot. */
 static inline uint32_t ot__runq_len(ot__runq_t *q)
 {

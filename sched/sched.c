@@ -95,6 +95,7 @@ static ot__proc_t *pop_normal(ot__sched_t *s)
 {
     ot__runq_t *q = &s->rq[2];
     ot__proc_t *p = ot__runq_pop(q);
+    if (p) ot__runq_prefetch_next(q);
     if (!p || p->prio != OT_PRIO_LOW) return p; /* the common case */
     uint32_t n = ot__runq_len(q) + 1;
     for (uint32_t i = 0;; i++) {
