@@ -63,9 +63,11 @@ static inline void *ot__pool_alloc(ot__pool_t *p)
      * for writing). */
     char *n = p->local;
     if (n) {
-        __builtin_prefetch(n, 1);
-        for (size_t off = 64; off < p->obj_size && off < 256; off += 64)
-            __builtin_prefetch(n + off, 1);
+        __builtin_prefetch(n + p->link_off, 1);
+        /* Small objects only: a stack's low end is its guard region. */
+        if (p->obj_size <= 512)
+            for (size_t off = 0; off < p->obj_size; off += 64)
+                __builtin_prefetch(n + off, 1);
     }
     return o;
 }
