@@ -243,7 +243,7 @@ static int spawn(ot_entry_fn fn, void *arg, const ot_spawn_opts_t *opts, ot_pid_
          * that spends its turn queues behind the slot's child (see
          * finish_switch_out), so BEAM's rule "a new process runs after the
          * runnable ones" bends only for the newest one. */
-        if (s->current && rt->policy.runnext && p->prio >= OT_PRIO_NORMAL) {
+        if (s->current && rt->policy.runnext && p->prio == OT_PRIO_NORMAL) {
             ot__proc_t *old = s->runnext;
             s->runnext = p;
             if (old) {
