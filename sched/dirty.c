@@ -131,8 +131,7 @@ int ot_dirty_run(void (*fn)(void *), void *arg)
     p->defer_exit = 0;
     if (p->pending_exit) {
         ot_reason_t r = *p->pending_exit;
-        free(p->pending_exit);
-        p->pending_exit = NULL;
+        ot__pending_exit_free(p);
         ot__proc_exit(p, &r);
     }
     return 0;

@@ -351,6 +351,10 @@ void ot__sig_dead_letter(ot__proc_t *p, ot_msg_t *m);
 /* p is ending with reason r (NULL = normal), in its own context: take in the
  * signals that arrived, free its name, and tell its links and monitors. */
 void ot__proc_exit_signals(ot__proc_t *p, const struct ot_reason *r);
+/* A fatal reason kept during ot_dirty_run, when there was no memory for a
+ * copy (it is `killed`); and the free of p->pending_exit either way. */
+extern struct ot_reason ot__pending_fallback;
+void ot__pending_exit_free(ot__proc_t *p);
 /* ot__proc_exit_signals, then switch out for good. */
 _Noreturn void ot__proc_exit(ot__proc_t *p, const struct ot_reason *r);
 /* Pull every arrived signal and message into the save queue, handling the

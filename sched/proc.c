@@ -445,8 +445,7 @@ void ot__proc_destroy(ot__sched_t *s, ot__proc_t *p)
     if (p->sigtab || p->pending_exit) {
         ot__sigtab_free(p->sigtab);
         p->sigtab = NULL;
-        free(p->pending_exit);
-        p->pending_exit = NULL;
+        ot__pending_exit_free(p);
     }
     ot__mailbox_drain(p, false);
     if (p->stack) {

@@ -60,6 +60,13 @@ const char *ot_reason_name(uint32_t code)
 static const ot_reason_t reason_normal = {.code = OT_EXIT_NORMAL};
 static const ot_reason_t reason_noproc = {.code = OT_EXIT_NOPROC};
 static const ot_reason_t reason_killed = {.code = OT_EXIT_KILLED};
+ot_reason_t ot__pending_fallback = {.code = OT_EXIT_KILLED};
+
+void ot__pending_exit_free(ot__proc_t *p)
+{
+    if (p->pending_exit != &ot__pending_fallback) free(p->pending_exit);
+    p->pending_exit = NULL;
+}
 
 static void read_reason(const ot_msg_t *m, ot_reason_t *out)
 {
@@ -173,10 +180,15 @@ static ot_msg_t *fatal(ot__proc_t *p, ot_msg_t *m, const ot_reason_t *r)
     ot_reason_t keep = *r;
     ot__msg_release(m);
     if (p->defer_exit) {
-        /* In ot_dirty_run: the first fatal reason waits for its end. */
+        /* In ot_dirty_run: the first fatal reason waits for its end. With
+         * no memory to keep it, the process still dies, of `killed`: a
+         * fatal signal is never dropped. */
         if (!p->pending_exit) {
             p->pending_exit = malloc(sizeof keep);
-            if (p->pending_exit) memcpy(p->pending_exit, &keep, sizeof keep);
+            if (p->pending_exit)
+                memcpy(p->pending_exit, &keep, sizeof keep);
+            else
+                p->pending_exit = &ot__pending_fallback;
         }
         return NULL;
     }
@@ -320,8 +332,7 @@ void ot__proc_exit_signals(ot__proc_t *p, const ot_reason_t *r)
         }
     }
     ot__sigtab_free(t);
-    free(p->pending_exit);
-    p->pending_exit = NULL;
+    ot__pending_exit_free(p);
 }
 
 _Noreturn void ot__proc_exit(ot__proc_t *p, const ot_reason_t *r)
