@@ -99,17 +99,33 @@ int ot__msg_deliver(struct ot_runtime *rt, ot__sched_t *s, ot_pid_t to, ot_msg_t
     return 0;
 }
 
+int ot__msg_post(ot_pid_t to, ot_msg_t *m)
+{
+    ot__sched_t *s = ot__tls_sched();
+    if (!s) ot__ext_rcu_enter();
+    int rc = ot__msg_deliver(ot__rt, s, to, m);
+    if (!s) ot__ext_rcu_leave();
+    return rc;
+}
+
+int ot__msg_send_as(ot_pid_t from, ot_pid_t to, uint64_t tag, ot_ref_t ref, const void *data,
+                    size_t len)
+{
+    ot_msg_t *m = msg_alloc(ot__tls_sched(), len);
+    if (!m) return -ENOMEM;
+    m->from = from;
+    m->tag = tag;
+    m->ref = ref;
+    if (len) memcpy(m + 1, data, len);
+    return ot__msg_post(to, m);
+}
+
 /* Count a reduction for a send from a process; yield when the turn is spent. */
 static inline void charge(ot__sched_t *s, ot__proc_t *self)
 {
     if (!s || !self) return;
-    atomic_store_explicit(&self->reductions,
-                          atomic_load_explicit(&self->reductions, memory_order_relaxed) + 1,
-                          memory_order_relaxed);
-    if (--s->budget <= 0) {
-        ot__proc_switch_out(self, OT__Y_YIELD);
-        ot__sig_safe_point(self);
-    }
+    ot__count(&self->reductions, 1, memory_order_relaxed);
+    if (--s->budget <= 0) ot__proc_yield(self);
 }
 
 static int send_common(ot_pid_t to, uint64_t tag, ot_ref_t ref, const void *data, size_t len,

@@ -78,10 +78,7 @@ static void charge(ot__proc_t *p, int32_t n)
 {
     if (p->external || !p->sched) return;
     p->sched->budget -= n;
-    atomic_store_explicit(&p->reductions,
-                          atomic_load_explicit(&p->reductions, memory_order_relaxed) +
-                              (uint64_t)n,
-                          memory_order_relaxed);
+    ot__count(&p->reductions, (uint64_t)n, memory_order_relaxed);
 }
 
 static int recv(ot__proc_t *p, ot_match_fn match, void *arg, ot_ref_t ref, int64_t timeout_ms,

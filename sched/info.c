@@ -62,16 +62,9 @@ void ot__info_answer(ot__proc_t *p, ot_msg_t *req)
 {
     ot_process_info_t info;
     fill_self(p, &info);
-    ot_msg_t *m = ot__msg_alloc(ot__tls_sched(), sizeof info);
-    if (!m) return; /* no memory: the asker waits on (documented) */
-    memcpy(m + 1, &info, sizeof info);
-    m->from = atomic_load_explicit(&p->pid, memory_order_relaxed);
-    m->tag = OT__TAG_INFO_REPLY;
-    m->ref = req->ref;
-    ot__sched_t *s = ot__tls_sched();
-    if (!s) ot__ext_rcu_enter();
-    (void)ot__msg_deliver(ot__rt, s, req->from, m);
-    if (!s) ot__ext_rcu_leave();
+    /* No memory for the reply: the asker waits on. */
+    (void)ot__msg_send_as(atomic_load_explicit(&p->pid, memory_order_relaxed), req->from,
+                          OT__TAG_INFO_REPLY, req->ref, &info, sizeof info);
 }
 
 int ot_process_info(ot_pid_t pid, ot_process_info_t *out)

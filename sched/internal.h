@@ -292,6 +292,9 @@ void ot__proc_switch_out(ot__proc_t *p, int reason);
  * its deadline (ns, 0 = none) passed, or it was woken. */
 void ot__proc_wait(ot__proc_t *p, uint64_t deadline_ns);
 
+/* Put p in s's run-next slot (owner; p runs when the current process
+ * stops); the process that held the slot goes to the queue. */
+void ot__runnext_push(ot__sched_t *s, ot__proc_t *p);
 /* Queue a runnable process on the calling scheduler s (owner). */
 void ot__local_push(ot__sched_t *s, ot__proc_t *p);
 /* Queue a process on scheduler s from any thread, waking s if parked. */
@@ -310,6 +313,14 @@ ot_msg_t *ot__msg_alloc(ot__sched_t *s, size_t len);
 void ot__msg_release(ot_msg_t *m); /* free, dtor included */
 /* Deliver m to `to`: 0, or -ESRCH (m freed). Caller in RCU read side. */
 int ot__msg_deliver(struct ot_runtime *rt, ot__sched_t *s, ot_pid_t to, ot_msg_t *m);
+/* Send a message with the given sender, tag, reference and a copy of
+ * `len` bytes at data, from any thread (the runtime's own notices: EXIT,
+ * DOWN, info replies, monitor events). 0, -ESRCH or -ENOMEM. */
+int ot__msg_send_as(ot_pid_t from, ot_pid_t to, uint64_t tag, ot_ref_t ref, const void *data,
+                    size_t len);
+/* Deliver a filled message from any thread (entering the RCU read side off
+ * the schedulers). 0, or -ESRCH (m freed). */
+int ot__msg_post(ot_pid_t to, ot_msg_t *m);
 /* Free every message p still holds (process dead; caller is its consumer). */
 void ot__mailbox_drain(ot__proc_t *p, bool wait_busy);
 
@@ -365,6 +376,13 @@ static inline void ot__sig_safe_point(ot__proc_t *p)
 {
     /* Acquire: pairs with the sender's increment, made after its push. */
     if (atomic_load_explicit(&p->nsig, memory_order_acquire)) ot__mailbox_pull(p);
+}
+/* p gives up the rest of its turn (a process outside receive), then handles
+ * what signals came meanwhile. */
+static inline void ot__proc_yield(ot__proc_t *p)
+{
+    ot__proc_switch_out(p, OT__Y_YIELD);
+    ot__sig_safe_point(p);
 }
 
 /* Process information (sched/info.c): answer request m (p's own context). */

@@ -244,12 +244,7 @@ static int spawn(ot_entry_fn fn, void *arg, const ot_spawn_opts_t *opts, ot_pid_
          * finish_switch_out), so BEAM's rule "a new process runs after the
          * runnable ones" bends only for the newest one. */
         if (s->current && rt->policy.runnext && p->prio == OT_PRIO_NORMAL) {
-            ot__proc_t *old = s->runnext;
-            s->runnext = p;
-            if (old) {
-                ot__local_push(s, old);
-                ot__wake_one_if_needed(rt);
-            }
+            ot__runnext_push(s, p);
         } else {
             ot__local_push(s, p);
             ot__wake_one_if_needed(rt);
@@ -265,11 +260,8 @@ static int spawn(ot_entry_fn fn, void *arg, const ot_spawn_opts_t *opts, ot_pid_
      * filled half of its scheduler's run queue with new processes yields to
      * them: spawning further would only spill them to the injection queue
      * and grow the working set past the caches (back-pressure on spawn). */
-    if (s && s->current && (--s->budget <= 0 || ot__runq_len(&s->rq[2]) >= OT__RUNQ_SIZE / 2)) {
-        ot__proc_t *me = s->current;
-        ot__proc_switch_out(me, OT__Y_YIELD);
-        ot__sig_safe_point(me);
-    }
+    if (s && s->current && (--s->budget <= 0 || ot__runq_len(&s->rq[2]) >= OT__RUNQ_SIZE / 2))
+        ot__proc_yield(s->current);
     return 0;
 }
 
@@ -281,8 +273,7 @@ int ot_spawn(ot_entry_fn fn, void *arg, const ot_spawn_opts_t *opts, ot_pid_t *o
 int ot_spawn_link(ot_entry_fn fn, void *arg, const ot_spawn_opts_t *opts, ot_pid_t *out)
 {
     ot__proc_t *me = ot__self();
-    if (!ot__rt) return -EPERM;
-    if (!me) return -EPERM;
+    if (!ot__rt || !me) return -EPERM;
     return spawn(fn, arg, opts, out, me, OT__ENT_LINK, 0);
 }
 
@@ -290,8 +281,7 @@ int ot_spawn_monitor(ot_entry_fn fn, void *arg, const ot_spawn_opts_t *opts, ot_
                      ot_ref_t *ref)
 {
     ot__proc_t *me = ot__self();
-    if (!ot__rt) return -EPERM;
-    if (!me) return -EPERM;
+    if (!ot__rt || !me) return -EPERM;
     if (!ref) return -EINVAL;
     ot_ref_t r = ot_make_ref();
     int rc = spawn(fn, arg, opts, out, me, OT__ENT_MON_OUT, r);
@@ -398,10 +388,8 @@ int ot_yield(void)
 {
     ot__sched_t *s = ot__tls_sched();
     if (!s || !s->current) return -EPERM;
-    ot__proc_t *p = s->current;
     s->budget = 0;
-    ot__proc_switch_out(p, OT__Y_YIELD);
-    ot__sig_safe_point(p);
+    ot__proc_yield(s->current);
     return 0;
 }
 

@@ -78,14 +78,19 @@ void ot__make_runnable(ot__sched_t *s, ot__proc_t *p, bool from_timer)
     }
     p->sched = s;
     if (!from_timer && qidx(p) == 2 && s->rt->policy.runnext && s->current) {
-        /* Run next on this core, as soon as the sender yields; the process
-         * that held the slot goes to the queue. */
-        ot__proc_t *old = s->runnext;
-        s->runnext = p;
-        if (!old) return;
-        p = old;
+        ot__runnext_push(s, p); /* run next, as soon as the sender stops */
+        return;
     }
     ot__local_push(s, p);
+    ot__wake_one_if_needed(s->rt);
+}
+
+void ot__runnext_push(ot__sched_t *s, ot__proc_t *p)
+{
+    ot__proc_t *old = s->runnext;
+    s->runnext = p;
+    if (!old) return;
+    ot__local_push(s, old);
     ot__wake_one_if_needed(s->rt);
 }
 

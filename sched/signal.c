@@ -154,12 +154,7 @@ static int self_notice(ot__proc_t *p, uint64_t tag, ot_pid_t from, ot_ref_t ref,
     ot_msg_t *m = sig_alloc(ot__tls_sched(), from, OT__SIG_MSG, ref, r);
     if (!m) return -ENOMEM;
     m->tag = tag;
-    struct ot_runtime *rt = ot__rt;
-    ot__sched_t *s = ot__tls_sched();
-    if (!s) ot__ext_rcu_enter();
-    int rc = ot__msg_deliver(rt, s, pid_of(p), m);
-    if (!s) ot__ext_rcu_leave();
-    return rc;
+    return ot__msg_post(pid_of(p), m);
 }
 
 /* ---- handling (the receiver's own context) ------------------------------- */
@@ -272,21 +267,9 @@ void ot__sig_dead_letter(ot__proc_t *p, ot_msg_t *m)
     case OT__SIG_MONITOR:
         (void)ot__sig_send(me, m->from, OT__SIG_DOWN, m->ref, &reason_noproc);
         break;
-    case OT__SIG_INFO: {
-        /* An empty reply says "gone". */
-        ot_msg_t *r = ot__msg_alloc(ot__tls_sched(), 0);
-        if (r) {
-            r->from = me;
-            r->tag = OT__TAG_INFO_REPLY;
-            r->ref = m->ref;
-            struct ot_runtime *rt = ot__rt;
-            ot__sched_t *s = ot__tls_sched();
-            if (!s) ot__ext_rcu_enter();
-            (void)ot__msg_deliver(rt, s, m->from, r);
-            if (!s) ot__ext_rcu_leave();
-        }
+    case OT__SIG_INFO: /* an empty reply says "gone" */
+        (void)ot__msg_send_as(me, m->from, OT__TAG_INFO_REPLY, m->ref, NULL, 0);
         break;
-    }
     default: break;
     }
     ot__msg_release(m);

@@ -39,17 +39,7 @@ static int send_event(ot_pid_t to, ot_pid_t about, int kind, int sched, uint64_t
 {
     ot_sysmon_event_t ev = {.kind = kind, .scheduler = sched, .pid = about, .value = value};
     snprintf(ev.label, sizeof ev.label, "%s", label);
-    ot__sched_t *s = ot__tls_sched();
-    ot_msg_t *m = ot__msg_alloc(s, sizeof ev);
-    if (!m) return -ENOMEM;
-    memcpy(m + 1, &ev, sizeof ev);
-    m->from = about;
-    m->tag = OT_TAG_MONITOR;
-    m->ref = 0;
-    if (!s) ot__ext_rcu_enter();
-    int rc = ot__msg_deliver(ot__rt, s, to, m);
-    if (!s) ot__ext_rcu_leave();
-    return rc;
+    return ot__msg_send_as(about, to, OT_TAG_MONITOR, 0, &ev, sizeof ev);
 }
 
 static void watch_once(struct ot_runtime *rt, struct ot__sysmon *sm, uint64_t limit_ns)
