@@ -25,9 +25,15 @@ typedef struct ot__mpsc_node {
     _Atomic(struct ot__mpsc_node *) next;
 } ot__mpsc_node_t;
 
+struct ot__lanes;
+
 typedef struct ot__mpsc {
-    /* Producers: its own cache line. */
+    /* Producers: their own cache line. `lanes` is read by producers next to
+     * the tail they exchange, so it costs a send no other line: a mailbox
+     * keeps its lanes there once it has them (mailbox/lanes.h); NULL in
+     * every other queue. */
     alignas(64) _Atomic(ot__mpsc_node_t *) tail;
+    _Atomic(struct ot__lanes *) lanes;
     /* Consumer only. */
     alignas(64) ot__mpsc_node_t *head;
     ot__mpsc_node_t stub;
@@ -39,6 +45,7 @@ static inline void ot__mpsc_init(ot__mpsc_t *q)
 {
     atomic_init(&q->stub.next, NULL);
     atomic_init(&q->tail, &q->stub);
+    atomic_init(&q->lanes, NULL);
     q->head = &q->stub;
 }
 
@@ -76,6 +83,10 @@ static inline ot__mpsc_node_t *ot__mpsc_pop(ot__mpsc_t *q)
     }
     if (next) {
         q->head = next;
+        /* The next pop reads next's link, a line a producer on another
+         * core wrote: start that miss now, while the caller handles head
+         * (a backed-up mailbox is a chain of such misses). */
+        __builtin_prefetch(next);
         return head;
     }
     /* head looks like the last node: take it by swinging tail from head back

@@ -29,6 +29,7 @@ static inline __attribute__((always_inline)) ot_msg_t *msg_alloc(ot__sched_t *s,
     m->snext = NULL;
     m->len = (uint32_t)len;
     m->moved = 0;
+    m->src = s ? (uint8_t)(s->idx + 1) : 0;
     m->kind = OT__SIG_MSG;
     return m;
 }
@@ -77,7 +78,7 @@ void ot_msg_free(ot_msg_t *m)
 /* Push m onto p's mailbox and wake p if it waits. */
 static void push_and_wake(ot__sched_t *s, ot__proc_t *p, ot_msg_t *m)
 {
-    ot__mpsc_push(&p->mbox, &m->node);
+    ot__mbox_push(p, m);
     /* seq_cst load after the seq_cst exchange in push: see MAILBOX.md. */
     uint64_t st = atomic_load_explicit(&p->state, memory_order_seq_cst);
     if ((st & 3) != OT__ST_WAITING) return;

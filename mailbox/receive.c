@@ -9,8 +9,13 @@
  * The reference trick (BEAM's receive mark): ot_make_ref moves everything
  * already arrived into the save queue and marks its end. A reply carrying
  * that reference can only arrive later, so ot_receive_ref on it starts after
- * the mark and never rescans the older messages. */
+ * the mark and never rescans the older messages.
+ *
+ * A mailbox whose senders on different cores contend splits into lanes
+ * (mailbox/lanes.h); the contention check is here, where the receiver takes
+ * messages. */
 #include <errno.h>
+#include <sched.h>
 
 #include "sched/internal.h"
 
@@ -26,18 +31,119 @@ static void append_saved(ot__proc_t *p, ot_msg_t *m)
     ot__sysmon_check_mbox(p, p->save_len);
 }
 
-/* Pull everything the mailbox queue holds into the save queue, stopping at
- * a push that is half done (that message arrived "now" anyway). Signals are
+/* The contention check, for a message m just taken from the main queue:
+ * taken right after another with the queue not empty between them, from
+ * another scheduler, it was pushed while a sender on another core was
+ * pushing too. A queue found empty forgives one such change, so a
+ * receiver that keeps up never splits. */
+static inline void note_taken(ot__proc_t *p, const ot_msg_t *m)
+{
+    uint16_t src = (uint16_t)(m->src + 1); /* 0: the queue was empty */
+    if (src == p->last_src) return;
+    if (p->last_src && ++p->contended >= ot__rt->lane_threshold) {
+        /* No memory: go on with the one queue, and count again. */
+        p->lanes = ot__lanes_install(&p->mbox, ot__rt->nlanes);
+        p->contended = 0;
+    }
+    p->last_src = src;
+}
+
+static inline void note_empty(ot__proc_t *p)
+{
+    p->last_src = 0;
+    if (p->contended) p->contended--;
+}
+
+/* Handle a signal in its place (it may become a message, or end p), and
+ * append what is a message to the save queue. */
+static void take_in(ot__proc_t *p, ot_msg_t *m)
+{
+    if (m->kind != OT__SIG_MSG && !(m = ot__sig_handle(p, m))) return;
+    append_saved(p, m);
+}
+
+static void arr_add(ot__proc_t *p, ot_msg_t *m)
+{
+    m->snext = NULL;
+    if (p->arr_tail)
+        p->arr_tail->snext = m;
+    else
+        p->arr_head = m;
+    p->arr_tail = m;
+}
+
+/* Messages taken from one lane before the next lane's turn. */
+#define LANE_RUN 64
+
+/* The next envelope of a mailbox with lanes, in an order that keeps each
+ * sender's: NULL when there is none, with *busy set when a lane or the
+ * main queue had a push half done.
+ *
+ * A sender's main-queue messages precede its lane messages (it pushed
+ * there before it saw the lanes; mailbox/lanes.h). Having taken a lane
+ * message (the acquire load of its link) we see every earlier push of its
+ * sender, so an empty main queue at that point means none of them waits
+ * there. Otherwise the main queue's messages, then this one, go to the
+ * arrival list, which is served first. */
+static ot_msg_t *lanes_next(ot__proc_t *p, bool *busy)
+{
+    ot_msg_t *m = p->arr_head;
+    if (m) {
+        p->arr_head = m->snext;
+        if (!p->arr_head) p->arr_tail = NULL;
+        return m;
+    }
+    ot__lanes_t *l = p->lanes;
+    ot__mpsc_node_t *n;
+    for (unsigned k = 0; k <= l->mask; k++) {
+        ot__mpsc_t *q = &l->q[p->lane_next & l->mask];
+        n = ot__mpsc_pop(q);
+        if (n && n != OT__MPSC_BUSY) {
+            if (++p->lane_run >= LANE_RUN) {
+                p->lane_run = 0;
+                p->lane_next++;
+            }
+            /* Acquire (after the pop's acquire): see a straggler's push. */
+            if (p->mbox.head == &p->mbox.stub &&
+                atomic_load_explicit(&p->mbox.tail, memory_order_acquire) == &p->mbox.stub)
+                return (ot_msg_t *)n;
+            ot__mpsc_node_t *o;
+            while ((o = ot__mpsc_pop_wait(&p->mbox)))
+                arr_add(p, (ot_msg_t *)o);
+            arr_add(p, (ot_msg_t *)n);
+            return lanes_next(p, busy);
+        }
+        if (n == OT__MPSC_BUSY) *busy = true;
+        p->lane_run = 0;
+        p->lane_next++;
+    }
+    n = ot__mpsc_pop(&p->mbox);
+    if (n == OT__MPSC_BUSY) {
+        *busy = true;
+        return NULL;
+    }
+    return (ot_msg_t *)n;
+}
+
+/* Pull everything the mailbox holds into the save queue, stopping at a
+ * push that is half done (that message arrived "now" anyway). Signals are
  * handled in their place; an EXIT or DOWN they become is kept like any
  * message. */
 void ot__mailbox_pull(ot__proc_t *p)
 {
     ot__mpsc_node_t *n;
-    while ((n = ot__mpsc_pop(&p->mbox)) && n != OT__MPSC_BUSY) {
-        ot_msg_t *m = (ot_msg_t *)n;
-        if (m->kind != OT__SIG_MSG && !(m = ot__sig_handle(p, m))) continue;
-        append_saved(p, m);
+    if (p->lanes) {
+        bool busy = false;
+        ot_msg_t *m;
+        while ((m = lanes_next(p, &busy)))
+            take_in(p, m);
+        return;
     }
+    while ((n = ot__mpsc_pop(&p->mbox)) && n != OT__MPSC_BUSY) {
+        note_taken(p, (ot_msg_t *)n);
+        take_in(p, (ot_msg_t *)n);
+    }
+    if (!n) note_empty(p);
 }
 
 ot_ref_t ot_make_ref(void)
@@ -98,15 +204,31 @@ static int recv(ot__proc_t *p, ot_match_fn match, void *arg, ot_ref_t ref, int64
         }
     }
     /* 2. New arrivals. */
-    for (;;) {
-        ot__mpsc_node_t *n = ot__mpsc_pop_wait(&p->mbox);
-        if (n) {
-            m = (ot_msg_t *)n;
+    for (unsigned spins = 0;;) {
+        bool busy = false;
+        if (p->lanes) {
+            m = lanes_next(p, &busy);
+        } else {
+            m = (ot_msg_t *)ot__mpsc_pop_wait(&p->mbox);
+            if (m)
+                note_taken(p, m);
+            else
+                note_empty(p);
+        }
+        if (m) {
             /* A signal is handled in its place; it may become a message. */
             if (m->kind != OT__SIG_MSG && !(m = ot__sig_handle(p, m))) continue;
             looked++;
             if (ref ? m->ref == ref : (!match || match(m, arg))) goto found;
             append_saved(p, m);
+            continue;
+        }
+        if (busy) {
+            /* A lane's push is one store from done (as in ot__mpsc_pop_wait). */
+            if (++spins >= 64)
+                sched_yield();
+            else
+                ot__cpu_relax();
             continue;
         }
         if (timeout_ms == 0 || (deadline && ot__now_ns() >= deadline)) {
@@ -154,11 +276,30 @@ long ot_mailbox_len(void)
     return (long)p->save_len;
 }
 
+/* A message or signal that reached p too late: a request still gets its
+ * answer (noproc). */
+static void dead_letter(ot__proc_t *p, ot_msg_t *m)
+{
+    if (m->kind != OT__SIG_MSG)
+        ot__sig_dead_letter(p, m);
+    else
+        ot__msg_release(m);
+}
+
+static void drain_queue(ot__proc_t *p, ot__mpsc_t *q, bool wait_busy)
+{
+    for (;;) {
+        ot__mpsc_node_t *n = wait_busy ? ot__mpsc_pop_wait(q) : ot__mpsc_pop(q);
+        if (!n || n == OT__MPSC_BUSY) break;
+        dead_letter(p, (ot_msg_t *)n);
+    }
+}
+
 void ot__mailbox_drain(ot__proc_t *p, bool wait_busy)
 {
     /* Most processes die with nothing unread: head at the stub and no push
      * since (a push, even half done, moves tail off the stub). */
-    if (!p->save_head && p->mbox.head == &p->mbox.stub &&
+    if (!p->save_head && !p->arr_head && !p->lanes && p->mbox.head == &p->mbox.stub &&
         atomic_load_explicit(&p->mbox.tail, memory_order_acquire) == &p->mbox.stub)
         return;
     ot_msg_t *m = p->save_head;
@@ -169,14 +310,13 @@ void ot__mailbox_drain(ot__proc_t *p, bool wait_busy)
     }
     p->save_head = p->save_tail = p->mark = NULL;
     p->save_len = 0;
-    for (;;) {
-        ot__mpsc_node_t *n = wait_busy ? ot__mpsc_pop_wait(&p->mbox) : ot__mpsc_pop(&p->mbox);
-        if (!n || n == OT__MPSC_BUSY) break;
-        m = (ot_msg_t *)n;
-        /* A request that came too late still gets its answer (noproc). */
-        if (m->kind != OT__SIG_MSG)
-            ot__sig_dead_letter(p, m);
-        else
-            ot__msg_release(m);
+    while ((m = p->arr_head)) {
+        p->arr_head = m->snext;
+        dead_letter(p, m);
     }
+    p->arr_tail = NULL;
+    drain_queue(p, &p->mbox, wait_busy);
+    if (p->lanes)
+        for (unsigned i = 0; i <= p->lanes->mask; i++)
+            drain_queue(p, &p->lanes->q[i], wait_busy);
 }

@@ -23,15 +23,28 @@ static int status_peek(ot__proc_t *q)
     }
 }
 
-/* Messages still in the queue: the consumer may walk it (it alone frees). */
-static size_t queued(ot__proc_t *p)
+/* Messages still in a queue: the consumer may walk it (it alone frees). */
+static size_t queued_in(ot__mpsc_t *q)
 {
     size_t n = 0;
-    ot__mpsc_node_t *x = p->mbox.head;
+    ot__mpsc_node_t *x = q->head;
     while (x) {
-        if (x != &p->mbox.stub && ((ot_msg_t *)x)->kind == OT__SIG_MSG) n++;
+        if (x != &q->stub && ((ot_msg_t *)x)->kind == OT__SIG_MSG) n++;
         x = atomic_load_explicit(&x->next, memory_order_acquire);
     }
+    return n;
+}
+
+static size_t queued(ot__proc_t *p)
+{
+    size_t n = queued_in(&p->mbox);
+    /* Taken from the queues, not yet sorted (an INFO request answered
+     * while a pull sorts them). */
+    for (ot_msg_t *m = p->arr_head; m; m = m->snext)
+        if (m->kind == OT__SIG_MSG) n++;
+    if (p->lanes)
+        for (unsigned i = 0; i <= p->lanes->mask; i++)
+            n += queued_in(&p->lanes->q[i]);
     return n;
 }
 
@@ -44,6 +57,7 @@ static void fill_self(ot__proc_t *p, ot_process_info_t *out)
     out->scheduler = p->external || !p->sched ? -1 : (int)p->sched->idx;
     out->trap_exit = p->trap_exit || p->external;
     out->message_queue_len = p->save_len + queued(p);
+    out->mailbox_lanes = p->lanes ? p->lanes->mask + 1 : 0;
     out->reductions = atomic_load_explicit(&p->reductions, memory_order_relaxed);
     if (p->stack) {
         char here;

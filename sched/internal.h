@@ -12,6 +12,7 @@
 #include "otter/otter.h"
 #include "alloc/pool.h"
 #include "alloc/stack.h"
+#include "mailbox/lanes.h"
 #include "mailbox/mpsc.h"
 #include "sched/policy.h"
 #include "sched/runq.h"
@@ -28,9 +29,11 @@ struct ot_msg {
     ot_pid_t from;
     uint64_t tag;
     ot_ref_t ref;
-    uint32_t len;   /* payload bytes (<= OT_MSG_MAX) */
-    uint16_t moved; /* the payload area holds an ot__moved_t, not the bytes */
-    uint16_t kind;  /* OT__SIG_MSG for a message, else a signal (signal.c) */
+    uint32_t len;  /* payload bytes (<= OT_MSG_MAX) */
+    uint8_t moved; /* the payload area holds an ot__moved_t, not the bytes */
+    uint8_t src;   /* sending scheduler's index + 1 (mod 256), 0 = a thread:
+                      the receiver's contention check (mailbox/lanes.h) */
+    uint16_t kind; /* OT__SIG_MSG for a message, else a signal (signal.c) */
     /* The payload follows: the bytes inline, or an ot__moved_t. Keeping the
      * envelope at 56 bytes lets a message of up to 8 bytes fit one 64-byte
      * line (halving the memory a backed-up mailbox touches). */
@@ -101,6 +104,17 @@ struct ot__proc {
     ot_msg_t *mark;    /* newest-ref mark: scan after this */
     ot_ref_t mark_ref; /* 0 = no mark */
     uint64_t scanned;  /* messages examined by receives (tests) */
+    /* Lanes (mailbox/lanes.h): the ones installed, or NULL; messages taken
+     * from the queues and not yet sorted into the save queue (so that an
+     * exit in the middle frees them); and the contention check: the source
+     * (+1) of the last message taken while the queue was not empty (0: it
+     * was), and the count of source changes seen in such runs. */
+    ot__lanes_t *lanes;
+    ot_msg_t *arr_head, *arr_tail;
+    uint16_t last_src;
+    uint16_t lane_next; /* lane taken from, and how many in a row */
+    uint16_t lane_run;
+    uint32_t contended;
 
     void *tsan_fiber;
     void *asan_fake;
@@ -209,6 +223,8 @@ struct ot_runtime {
     ot__slot_t *table;
     size_t table_bytes;
     uint32_t max_procs;
+    unsigned nlanes;         /* lanes a contended mailbox splits into */
+    uint32_t lane_threshold; /* source changes before it does */
     ot__idx_global_t pids;
 
     ot__timer_entry_t *tentries;
@@ -323,6 +339,11 @@ int ot__msg_send_as(ot_pid_t from, ot_pid_t to, uint64_t tag, ot_ref_t ref, cons
 int ot__msg_post(ot_pid_t to, ot_msg_t *m);
 /* Free every message p still holds (process dead; caller is its consumer). */
 void ot__mailbox_drain(ot__proc_t *p, bool wait_busy);
+/* Push m onto p's mailbox: the lane of m's sender once p has lanes. */
+static inline void ot__mbox_push(ot__proc_t *p, ot_msg_t *m)
+{
+    ot__mpsc_push(ot__lanes_pick(&p->mbox, m->from), &m->node);
+}
 
 /* Processes (sched/proc.c). */
 void ot__proc_destroy(ot__sched_t *s, ot__proc_t *p);

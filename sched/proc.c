@@ -343,7 +343,7 @@ static void ext_wait(ot__proc_t *p, uint64_t deadline)
     /* seq_cst: our half of the Dekker handshake with senders (store state,
      * then load the mailbox tail; they exchange tail, then load state). */
     atomic_store_explicit(&p->state, w, memory_order_seq_cst);
-    if (!ot__mpsc_maybe_nonempty(&p->mbox)) {
+    if (!ot__lanes_maybe_nonempty(&p->mbox, p->lanes)) {
         for (;;) {
             int64_t tmo = -1;
             if (deadline) {

@@ -59,6 +59,7 @@ static void free_batch(ot__proc_t *list, const void *me, ot__pool_rcache_t *rc)
             __builtin_prefetch(&next->mbox);
         }
         ot__mailbox_drain(list, true);
+        free(list->lanes); /* nobody can reach them after the grace period */
         if (!list->pool)
             free(list);
         else if (list->pool->owner == me)

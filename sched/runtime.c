@@ -158,6 +158,13 @@ int ot_runtime_start(const ot_config_t *cfgp, ot_runtime_t **out)
     if (rc != 0) goto fail;
     rt->nsched = rt->topo.nsched;
     if (cfg.topology) rt->cfg.bind = 0;
+    /* Lanes (mailbox/lanes.h): twice the schedulers, so that senders on
+     * different cores rarely share one; at least 4, at most 64 (the BEAM's
+     * count), since the receiver looks at every lane when it pulls. */
+    rt->nlanes = 4;
+    while (rt->nlanes < 2 * rt->nsched && rt->nlanes < 64)
+        rt->nlanes *= 2;
+    rt->lane_threshold = cfg.lane_threshold ? cfg.lane_threshold : 256;
 
     rc = -ENOMEM;
     /* Slot 0 is never a pid: max_processes live processes need one more. */

@@ -199,13 +199,14 @@ static bool publish_wait(ot__sched_t *s, ot__proc_t *p, int reason)
      * resume p on another scheduler, and they are p's again. */
     uint64_t seq = p->wait_seq;
     bool has_deadline = p->has_deadline;
+    ot__lanes_t *lanes = p->lanes;
     uint64_t w = (seq << 2) | (reason == OT__Y_WAIT ? OT__ST_WAITING : OT__ST_SLEEPING);
     /* seq_cst: the sleeper's half of the handshakes with senders and with
      * the timer (store state, then load tail / timer_fired); see MAILBOX.md. */
     atomic_store_explicit(&p->state, w, memory_order_seq_cst);
     bool again =
         atomic_load_explicit(&rt->killing, memory_order_seq_cst) ||
-        (reason == OT__Y_WAIT && ot__mpsc_maybe_nonempty(&p->mbox)) ||
+        (reason == OT__Y_WAIT && ot__lanes_maybe_nonempty(&p->mbox, lanes)) ||
         (reason == OT__Y_SLEEP && atomic_load_explicit(&p->nsig, memory_order_seq_cst)) ||
         (has_deadline && atomic_load_explicit(&p->timer_fired, memory_order_seq_cst) == seq);
     if (!again) return false;

@@ -124,7 +124,7 @@ int ot__sig_send(ot_pid_t from, ot_pid_t to, unsigned kind, ot_ref_t ref, const 
         rc = p ? -ENOMEM : -ESRCH;
         goto out;
     }
-    ot__mpsc_push(&p->mbox, &m->node);
+    ot__mbox_push(p, m);
     /* seq_cst: the sender's half of the handshake with a process going to
      * sleep (it stores its state, then loads nsig; we add, then load its
      * state), as for messages with the queue's tail (MAILBOX.md). */

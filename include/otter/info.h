@@ -28,6 +28,8 @@ typedef struct ot_process_info {
     int scheduler;            /* the scheduler it runs on or last ran on; -1 for attached */
     int trap_exit;            /* 0 or 1 */
     size_t message_queue_len; /* messages in its mailbox, looked at or not */
+    unsigned mailbox_lanes;   /* 0, or the lanes its mailbox split into when
+                                 senders on several cores contended */
     uint64_t reductions;      /* reductions spent since it was spawned */
     size_t stack_size;        /* bytes; 0 before its first run and for attached threads */
     size_t stack_used;        /* bytes in use when it last stopped */

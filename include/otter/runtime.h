@@ -44,6 +44,14 @@ typedef struct ot_config {
     /* Threads of the dirty pool (ot_dirty_run); 0 = as many as schedulers,
      * at least 2. They sleep until dirty work comes. */
     unsigned dirty_threads;
+    /* When a mailbox splits into lanes, one queue per group of senders, so
+     * that senders on different cores stop contending for one tail (as the
+     * BEAM's parallel signal sending does): after this many changes of
+     * sending core between messages the receiver found already queued, less
+     * one each time it found its mailbox empty. 0 = the default, 256; 1
+     * splits at the first sign of contention (tests). A split is for the
+     * rest of the process's life. */
+    unsigned lane_threshold;
 } ot_config_t;
 
 /* Fill `cfg` with the defaults. */
