@@ -113,10 +113,9 @@ static void carve(ot__pool_t *p, void *obj)
 int ot__stack_class(size_t size)
 {
     if (size > ((size_t)1 << OT__STACK_MAX_SHIFT)) return -1;
-    int c = 0;
-    while (((size_t)1 << (OT__STACK_MIN_SHIFT + c)) < size)
-        c++;
-    return c;
+    if (size <= ((size_t)1 << OT__STACK_MIN_SHIFT)) return 0;
+    /* Bits of size - 1 = log2 of the power of two that holds size. */
+    return (64 - __builtin_clzll(size - 1)) - OT__STACK_MIN_SHIFT;
 }
 
 size_t ot__stack_class_size(int cls)

@@ -40,7 +40,9 @@ static inline void note_taken(ot__proc_t *p, const ot_msg_t *m)
 {
     uint16_t src = (uint16_t)(m->src + 1); /* 0: the queue was empty */
     if (src == p->last_src) return;
-    if (p->last_src && ++p->contended >= ot__rt->lane_threshold) {
+    /* Once: the loop that installed them may still be taking from the main
+     * queue (a second install would orphan the first lanes' messages). */
+    if (p->last_src && ++p->contended >= ot__rt->lane_threshold && !p->lanes) {
         /* No memory: go on with the one queue, and count again. */
         p->lanes = ot__lanes_install(&p->mbox, ot__rt->nlanes);
         p->contended = 0;
@@ -295,13 +297,8 @@ static void drain_queue(ot__proc_t *p, ot__mpsc_t *q, bool wait_busy)
     }
 }
 
-void ot__mailbox_drain(ot__proc_t *p, bool wait_busy)
+void ot__mailbox_drain_slow(ot__proc_t *p, bool wait_busy)
 {
-    /* Most processes die with nothing unread: head at the stub and no push
-     * since (a push, even half done, moves tail off the stub). */
-    if (!p->save_head && !p->arr_head && !p->lanes && p->mbox.head == &p->mbox.stub &&
-        atomic_load_explicit(&p->mbox.tail, memory_order_acquire) == &p->mbox.stub)
-        return;
     ot_msg_t *m = p->save_head;
     while (m) {
         ot_msg_t *next = m->snext;

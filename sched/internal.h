@@ -223,6 +223,7 @@ struct ot_runtime {
     ot__slot_t *table;
     size_t table_bytes;
     uint32_t max_procs;
+    bool pid_caches;         /* schedulers cache pids (sched/proc.c, pid_cache) */
     unsigned nlanes;         /* lanes a contended mailbox splits into */
     uint32_t lane_threshold; /* source changes before it does */
     ot__idx_global_t pids;
@@ -337,8 +338,20 @@ int ot__msg_send_as(ot_pid_t from, ot_pid_t to, uint64_t tag, ot_ref_t ref, cons
 /* Deliver a filled message from any thread (entering the RCU read side off
  * the schedulers). 0, or -ESRCH (m freed). */
 int ot__msg_post(ot_pid_t to, ot_msg_t *m);
-/* Free every message p still holds (process dead; caller is its consumer). */
-void ot__mailbox_drain(ot__proc_t *p, bool wait_busy);
+/* Free every message p still holds (process dead; caller is its consumer):
+ * a signal gets its dead-letter answer. wait_busy: wait through half-done
+ * pushes (after the grace period, when none can stay half done). */
+void ot__mailbox_drain_slow(ot__proc_t *p, bool wait_busy);
+static inline void ot__mailbox_drain(ot__proc_t *p, bool wait_busy)
+{
+    /* Most processes die with nothing unread: head at the stub and no push
+     * since (a push, even half done, moves tail off the stub). Inline, so
+     * that this common case costs no call (twice per process). */
+    if (!p->save_head && !p->arr_head && !p->lanes && p->mbox.head == &p->mbox.stub &&
+        atomic_load_explicit(&p->mbox.tail, memory_order_acquire) == &p->mbox.stub)
+        return;
+    ot__mailbox_drain_slow(p, wait_busy);
+}
 /* Push m onto p's mailbox: the lane of m's sender once p has lanes. */
 static inline void ot__mbox_push(ot__proc_t *p, ot_msg_t *m)
 {

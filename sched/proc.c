@@ -139,8 +139,7 @@ static void proc_init(ot__proc_t *p, ot__pool_t *pool)
  * way it came. */
 static ot__idx_cache_t *pid_cache(struct ot_runtime *rt, ot__sched_t *s)
 {
-    if (!s || (uint64_t)rt->max_procs < (uint64_t)rt->nsched * OT__IDX_CACHE * 64) return NULL;
-    return &s->pid_cache;
+    return s && rt->pid_caches ? &s->pid_cache : NULL;
 }
 
 /* Give p a pid in the table (published last, with release). */

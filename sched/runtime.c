@@ -169,6 +169,7 @@ int ot_runtime_start(const ot_config_t *cfgp, ot_runtime_t **out)
     rc = -ENOMEM;
     /* Slot 0 is never a pid: max_processes live processes need one more. */
     rt->max_procs = (uint32_t)cfg.max_processes + 1;
+    rt->pid_caches = (uint64_t)rt->max_procs >= (uint64_t)rt->nsched * OT__IDX_CACHE * 64;
     rt->table_bytes = (size_t)rt->max_procs * sizeof(ot__slot_t);
     rt->table = map_table(rt->table_bytes);
     rt->tentries_bytes = (size_t)OT__MAX_TIMERS * sizeof(ot__timer_entry_t);
