@@ -64,6 +64,23 @@ ot__proc_t *ot__inj_pop(ot__sched_t *s)
     return p;
 }
 
+/* p runs on this core as soon as the waker stops: start loading what its
+ * resumption reads first, which is cold when p is one of many taking
+ * turns (its saved context and the frames above it, its receive state, its
+ * queue's head). The waker still has its own send, receive and switch to
+ * do, which hides part of the misses. ring: 45.1 -> 38.8 ns per hop
+ * (median of 5 runs); pingpong, whose two processes stay hot, pays for
+ * the prefetches: 64.6 -> 66.6. Two stack lines instead of four: ring
+ * 42.5, pingpong 65.4. */
+static inline void prefetch_resume(const ot__proc_t *p)
+{
+    const char *sp = p->sp;
+    for (int i = 0; i < 4; i++)
+        __builtin_prefetch(sp + 64 * i);
+    __builtin_prefetch(&p->save_head);
+    __builtin_prefetch(&p->mbox.head);
+}
+
 void ot__make_runnable(ot__sched_t *s, ot__proc_t *p, bool from_timer)
 {
     if (p->external) {
@@ -78,6 +95,7 @@ void ot__make_runnable(ot__sched_t *s, ot__proc_t *p, bool from_timer)
     }
     p->sched = s;
     if (!from_timer && qidx(p) == 2 && s->rt->policy.runnext && s->current) {
+        prefetch_resume(p);
         ot__runnext_push(s, p); /* run next, as soon as the sender stops */
         return;
     }
