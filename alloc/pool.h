@@ -18,9 +18,23 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 typedef struct ot__pool ot__pool_t;
 typedef void (*ot__carve_fn)(ot__pool_t *pool, void *obj);
+
+/* A magazine: objects freed by another thread, given back to their pool in
+ * one push. It lives inside the first of them (at link_off), so it costs
+ * no memory, and the others are not written at all: the owner, taking
+ * them back, reads one line per magazine instead of a link per object,
+ * and knows every address at once, so it can load them ahead (see
+ * ot__pool_free_cached). */
+typedef struct ot__mag {
+    struct ot__mag *next; /* next magazine in a list */
+    size_t n;             /* objects in obj[] (the container not counted) */
+    void *obj[];
+} ot__mag_t;
+#define OT__MAG_MAX 32
 
 struct ot__pool {
     /* Set once, then only read, by any thread: a thread freeing an object
@@ -34,15 +48,19 @@ struct ot__pool {
     void *numa_topo;       /* hwloc_topology_t for placement, or NULL */
     int numa_node;         /* logical index of the NUMA node, -1 = none */
     bool huge;             /* slabs after the first may use huge pages */
+    uint32_t mag_cap;      /* objects a magazine holds (ot__pool_free_cached) */
     /* Owner-only fields. */
     alignas(64) void *local; /* free list */
+    ot__mag_t *mag;          /* magazine being emptied (then handed out itself) */
+    ot__mag_t *mags;         /* magazines taken from `remote_mags`, not yet opened */
     char *bump, *bump_end;   /* uncarved rest of the newest slab */
     void **slabs;            /* every slab, for destroy */
     size_t nslabs, slabs_cap;
     size_t carved; /* objects carved so far */
     /* Written by other threads: its own cache line. */
     alignas(64) _Atomic(void *) remote;
-    char pad_[64 - sizeof(void *)];
+    _Atomic(ot__mag_t *) remote_mags;
+    char pad_[64 - 2 * sizeof(void *)];
 };
 
 void ot__pool_init(ot__pool_t *p, size_t obj_size, size_t link_off, size_t slab_size,
@@ -55,25 +73,38 @@ void ot__pool_set_huge(ot__pool_t *p);
 void ot__pool_set_node(ot__pool_t *p, void *topo, int node);
 /* Owner only. NULL when memory is exhausted. */
 void *ot__pool_alloc_slow(ot__pool_t *p);
+/* Load an object that will be handed out soon, for writing: every line of
+ * a small one (its user fills it), only the link of a big one (a stack's
+ * low end is its guard region). */
+static inline void ot__pool_prefetch(const ot__pool_t *p, const char *o)
+{
+    __builtin_prefetch(o + p->link_off, 1);
+    if (p->obj_size <= 512)
+        for (size_t off = 0; off < p->obj_size; off += 64)
+            __builtin_prefetch(o + off, 1);
+}
 static inline void *ot__pool_alloc(ot__pool_t *p)
 {
     /* The fast path inline (one pop of the owner's list): it is half of a
      * message send's allocator cost when called (bench/micro). */
     void *o = p->local;
-    if (!o) return ot__pool_alloc_slow(p);
+    if (!o) {
+        ot__mag_t *g = p->mag;
+        if (g && g->n) {
+            /* From a magazine: load the object four ahead for writing
+             * (its address is known without touching the others). */
+            o = g->obj[--g->n];
+            if (g->n >= 4) ot__pool_prefetch(p, g->obj[g->n - 4]);
+            return o;
+        }
+        return ot__pool_alloc_slow(p);
+    }
     p->local = *(void **)((char *)o + p->link_off);
     /* The next alloc reads the new head's link and its user writes the
      * whole object; a long free list is cold and in no order a hardware
      * prefetcher could guess, so load the next object now (up to 4 lines,
      * for writing). */
-    char *n = p->local;
-    if (n) {
-        __builtin_prefetch(n + p->link_off, 1);
-        /* Small objects only: a stack's low end is its guard region. */
-        if (p->obj_size <= 512)
-            for (size_t off = 0; off < p->obj_size; off += 64)
-                __builtin_prefetch(n + off, 1);
-    }
+    if (p->local) ot__pool_prefetch(p, p->local);
     return o;
 }
 /* Any thread; `me` identifies the calling thread's scheduler (NULL for other
@@ -97,20 +128,19 @@ static inline void **ot__pool_link(ot__pool_t *p, void *obj)
     return (void **)((char *)obj + p->link_off);
 }
 /* A scheduler's cache of remote frees: objects of other schedulers' pools
- * are gathered into one chain per pool and given back with one CAS per
- * OT__RCACHE_BATCH objects, instead of one contended CAS each. Owned by one
- * thread. */
+ * are gathered into one magazine per pool and given back with one CAS per
+ * magazine, instead of one contended CAS each. Owned by one thread. */
 #define OT__RCACHE_SLOTS 8
-#define OT__RCACHE_BATCH 32
 typedef struct ot__pool_rcache {
     struct {
         ot__pool_t *pool;
-        void *first, *last;
-        unsigned n;
+        ot__mag_t *mag; /* being filled; lives in a freed object */
     } slot[OT__RCACHE_SLOTS];
 } ot__pool_rcache_t;
 
-/* Free obj (of pool p, not owned by the caller) through cache c. */
+/* Free obj (of pool p, not owned by the caller) through cache c. The
+ * object's bytes from link_off on may hold a magazine until the owner
+ * takes it back (never the bytes before link_off). */
 void ot__pool_free_cached(ot__pool_rcache_t *c, ot__pool_t *p, void *obj);
 /* Give every cached chain back to its pool. */
 void ot__pool_rcache_flush(ot__pool_rcache_t *c);

@@ -131,6 +131,9 @@ void ot__stack_pools_init(ot__stack_pools_t *sp, const void *owner, void *topo, 
          * holds 16384 stacks of 16 KiB. Reserved, not committed. */
         size_t slab = sz * 8 > ((size_t)256 << 20) ? sz * 8 : ((size_t)256 << 20);
         ot__pool_init(&sp->cls[c], sz, sz - OT__STACK_DESC_SIZE, slab, owner, carve);
+        /* A free stack keeps its descriptor past the link: no magazines
+         * in it (stacks are freed one by one, never through a cache). */
+        sp->cls[c].mag_cap = 0;
         ot__pool_set_node(&sp->cls[c], topo, node);
     }
 }

@@ -420,9 +420,10 @@ static void stress_remote_frees(void **state)
     ot__pool_destroy(&s_pool);
 }
 
-/* The remote-free cache: objects of a foreign pool are given back in chains
- * of OT__RCACHE_BATCH with one CAS; nothing is visible to the owner before a
- * chain is full or flushed; after the flush the owner gets every object back
+/* The remote-free cache: objects of a foreign pool are given back in
+ * magazines, one CAS each; nothing is visible to the owner before a
+ * magazine is full or flushed; only a magazine's container is written, and
+ * only from link_off; after the flush the owner gets every object back
  * exactly once and carves nothing new. */
 static void remote_free_cache(void **state)
 {
@@ -430,20 +431,34 @@ static void remote_free_cache(void **state)
     enum { N = 100 };
     ot__pool_t p;
     ot__pool_init(&p, 64, 8, 1 << 16, &OWNER, NULL);
+    /* 64-byte objects, link at 8: a magazine holds (64 - 8 - 16) / 8 = 5
+     * objects besides itself. */
+    assert_int_equal(p.mag_cap, 5);
+    const int batch = (int)p.mag_cap + 1;
     void *o[N];
     for (int i = 0; i < N; i++)
         o[i] = ot__pool_alloc(&p);
     size_t carved = p.carved;
+    for (int i = 0; i < N; i++)
+        memset(o[i], 0xa5, 64);
     ot__pool_rcache_t c;
     memset(&c, 0, sizeof c);
-    for (int i = 0; i < OT__RCACHE_BATCH - 1; i++)
+    for (int i = 0; i < batch - 1; i++)
         ot__pool_free_cached(&c, &p, o[i]);
-    assert_null(atomic_load(&p.remote)); /* still cached */
-    ot__pool_free_cached(&c, &p, o[OT__RCACHE_BATCH - 1]);
-    assert_non_null(atomic_load(&p.remote)); /* one full chain given back */
-    for (int i = OT__RCACHE_BATCH; i < N; i++)
+    assert_null(atomic_load(&p.remote_mags)); /* still cached */
+    ot__pool_free_cached(&c, &p, o[batch - 1]);
+    assert_non_null(atomic_load(&p.remote_mags)); /* one full magazine given back */
+    for (int i = batch; i < N; i++)
         ot__pool_free_cached(&c, &p, o[i]);
     ot__pool_rcache_flush(&c);
+    /* The first object of each magazine is its container, written from
+     * link_off on; every other object is untouched. */
+    for (int i = 0; i < N; i++) {
+        const unsigned char *b = o[i];
+        int upto = i % batch == 0 ? 8 : 64;
+        for (int k = 0; k < upto; k++)
+            assert_int_equal(b[k], 0xa5);
+    }
     unsigned char seen[N] = {0};
     for (int k = 0; k < N; k++) {
         void *x = ot__pool_alloc(&p);
