@@ -11,10 +11,10 @@
  *   by the owner before any new object is carved; so are chains freed with
  *   ot__pool_free_chain, every member of them;
  * - stress: the owner allocates millions of objects and hands them through
- *   two SPSC rings to two threads that free them remotely (one by one, and
- *   in chains): no object is ever handed out while live (a tag in each
- *   object), the order and serials survive the trip, memory stays bounded
- *   (few slabs), and at the end every object is on a free list. */
+ *   three SPSC rings to three threads that free them remotely (one by one,
+ *   in chains, and in magazines through a remote-free cache): no object is ever handed out
+ * while live (a tag in each object), the order and serials survive the trip, memory stays
+ * bounded (few slabs), and at the end every object is on a free list. */
 #define _GNU_SOURCE 1 /* pthread_setaffinity_np */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -250,7 +250,7 @@ static void null_owner_all_remote(void **state)
 
 /* ---- stress: owner allocates, two threads free remotely ------------------------ */
 
-#define FREERS 2
+#define FREERS 3
 #define RING 1024u /* per freer; a power of two */
 #define OBJ_SIZE 64
 #define SLAB_SIZE (64u << 10)           /* 1024 objects per slab */
@@ -289,8 +289,11 @@ static void *freer_main(void *arg)
     const char me = (char)('A' + f->id); /* not the owner */
     uint64_t expect = 0;
     unsigned spins = 0;
-    /* Freer 1 frees in chains of 1..16, linked through the link words. */
+    /* Freer 1 frees in chains of 1..16, linked through the link words;
+     * freer 2 through a remote-free cache (magazines). */
     obj_t *chain_first = NULL, *chain_last = NULL;
+    ot__pool_rcache_t rc;
+    memset(&rc, 0, sizeof rc);
     unsigned chain_len = 0, chain_want = 1;
     for (;;) {
         uint64_t h = atomic_load_explicit(&r->head, memory_order_relaxed);
@@ -300,6 +303,7 @@ static void *freer_main(void *arg)
             if (atomic_load_explicit(&s_stop, memory_order_acquire) &&
                 atomic_load_explicit(&r->tail, memory_order_acquire) == h) {
                 if (chain_first) ot__pool_free_chain(&s_pool, chain_first, chain_last);
+                ot__pool_rcache_flush(&rc);
                 break;
             }
             backoff(&spins);
@@ -317,6 +321,10 @@ static void *freer_main(void *arg)
         f->freed++;
         if (f->id == 0) {
             ot__pool_free(&s_pool, o, &me);
+            continue;
+        }
+        if (f->id == 2) {
+            ot__pool_free_cached(&rc, &s_pool, o);
             continue;
         }
         if (!chain_first)
@@ -373,7 +381,7 @@ static void stress_remote_frees(void **state)
             kept[k] = o;
             continue;
         }
-        int w = (int)(i & 1);
+        int w = (int)(i % FREERS);
         ring_t *r = &s_ring[w];
         uint64_t t = atomic_load_explicit(&r->tail, memory_order_relaxed);
         /* Acquire: pairs with the freer's release of head. */
