@@ -12,9 +12,10 @@
  *   ot__pool_free_chain, every member of them;
  * - stress: the owner allocates millions of objects and hands them through
  *   three SPSC rings to three threads that free them remotely (one by one,
- *   in chains, and in magazines through a remote-free cache): no object is ever handed out
- * while live (a tag in each object), the order and serials survive the trip, memory stays
- * bounded (few slabs), and at the end every object is on a free list. */
+ *   in chains, and in magazines through a remote-free cache): no object is
+ *   ever handed out while live (a tag in each object), the order and
+ *   serials survive the trip, memory stays bounded (few slabs), and at the
+ *   end every object is on a free list. */
 #define _GNU_SOURCE 1 /* pthread_setaffinity_np */
 #include <setjmp.h>
 #include <stdarg.h>
