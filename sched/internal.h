@@ -141,7 +141,8 @@ struct ot__proc {
 
 /* ---- schedulers ---------------------------------------------------------- */
 
-#define OT__BATCHES 64 /* dead-PCB batches a scheduler may have in flight */
+#define OT__BATCHES 64      /* dead-PCB batches a scheduler may have in flight */
+#define OT__BATCH_PROCS 256 /* dead PCBs per batch (more join its list) */
 /* A parked scheduler with batches in flight wakes after this to free them. */
 #define OT__RECLAIM_RECHECK_NS 2000000u
 
@@ -175,15 +176,26 @@ struct ot__sched {
     ot__idx_cache_t timer_cache;
     ot__timer_heap_t timers;
 
-    ot__proc_t *dead; /* dying since the last ticket */
-    unsigned ndead;
     /* Batches of dead PCBs waiting for their grace period: FIFO by ticket;
-     * freed here, into warm pools, once rt->gp_done reaches the ticket. */
+     * freed here, into warm pools, once rt->gp_done reaches the ticket.
+     * [batch_head, batch_tail) are in flight; batch[batch_tail] collects
+     * the dying (ndead of them in procs[]) while it is not in flight. The
+     * PCBs are an array, not a list through them: freeing a batch after
+     * its grace period meets them cold, and an array lets it load them
+     * ahead where a list made it wait for each one's link (a fifth of
+     * skynet's time). Deaths that find no free batch (the reclaimer lags)
+     * or a full array go on the `dead` list (through qnext), which joins
+     * the next batch. */
     struct {
-        ot__proc_t *list;
         uint64_t ticket;
+        ot__proc_t *list;
+        unsigned n;
+        ot__proc_t *procs[OT__BATCH_PROCS];
     } batch[OT__BATCHES];
     unsigned batch_head, batch_tail;
+    ot__proc_t *dead;
+    unsigned ndead, nover; /* in batch[batch_tail].procs; on `dead` since the
+                              last hand-off */
 
     /* Counters: written by the owner (relaxed), read by anyone. */
     _Atomic uint64_t n_spawned, n_died, n_switches, n_steals, n_stolen, n_parks, n_wakeups,
@@ -451,7 +463,20 @@ void ot__registry_name_of(ot__proc_t *p, char *buf, size_t n);
  * paths such as the registry: it takes a lock). */
 void ot__defer_free(struct ot_runtime *rt, void *ptr);
 int ot__reclaim_start(struct ot_runtime *rt);
+/* Hand what died since the last hand-off to the reclaimer (owner). */
 void ot__reclaim_handoff(ot__sched_t *s);
+/* A process died on s (owner): it is freed after a grace period. */
+static inline void ot__reclaim_add(ot__sched_t *s, ot__proc_t *p)
+{
+    if (s->batch_tail - s->batch_head < OT__BATCHES && s->ndead < OT__BATCH_PROCS) {
+        s->batch[s->batch_tail % OT__BATCHES].procs[s->ndead] = p;
+        if (++s->ndead == OT__BATCH_PROCS) ot__reclaim_handoff(s);
+        return;
+    }
+    p->qnext = s->dead;
+    s->dead = p;
+    if (++s->nover % OT__BATCH_PROCS == 0) ot__reclaim_handoff(s);
+}
 /* Free the batches whose grace period has ended (owner). */
 void ot__reclaim_poll(ot__sched_t *s);
 /* At stop, all threads joined: end a grace period, free every batch. */

@@ -194,7 +194,7 @@ static void unpark_self(ot__sched_t *s)
 static void park(ot__sched_t *s, bool was_searching)
 {
     struct ot_runtime *rt = s->rt;
-    if (s->dead) ot__reclaim_handoff(s);
+    if (s->ndead || s->dead) ot__reclaim_handoff(s);
     ot__reclaim_poll(s);
     /* Objects of other schedulers' pools go home before we sleep. */
     ot__pool_rcache_flush(&s->rcache);

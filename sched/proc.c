@@ -443,9 +443,7 @@ void ot__proc_destroy(ot__sched_t *s, ot__proc_t *p)
     ot__idx_put(&rt->pids, pid_cache(rt, s), idx);
     if (s) {
         ot__count(&s->n_died, 1, memory_order_release);
-        p->qnext = s->dead;
-        s->dead = p;
-        if (++s->ndead >= 256) ot__reclaim_handoff(s);
+        ot__reclaim_add(s, p);
     } else { /* no scheduler: an attached thread detaching, or stop */
         atomic_fetch_add_explicit(&rt->ext_died, 1, memory_order_release);
         atomic_fetch_sub_explicit(&rt->attached, 1, memory_order_release);

@@ -43,31 +43,60 @@ void ot__rcu_quiescent(void)
     urcu_qsbr_quiescent_state();
 }
 
-/* Free a list of PCBs whose grace period has ended. What late senders
- * pushed is drained; an attached thread's PCB (malloc'd) is freed; a pool's
- * goes back locally when `me` owns the pool, otherwise through the remote-
- * free cache `rc` (chains per pool, one CAS each). */
-static void free_batch(ot__proc_t *list, const void *me, ot__pool_rcache_t *rc)
+/* Free a PCB whose grace period has ended. What late senders pushed is
+ * drained; an attached thread's PCB (malloc'd) is freed; a pool's goes
+ * back locally when `me` owns the pool, otherwise through the remote-free
+ * cache `rc` (magazines per pool, one CAS each). */
+static void free_proc(ot__proc_t *p, const void *me, ot__pool_rcache_t *rc)
+{
+    ot__mailbox_drain(p, true);
+    free(p->lanes); /* nobody can reach them after the grace period */
+    if (!p->pool)
+        free(p);
+    else if (p->pool->owner == me)
+        ot__pool_free(p->pool, p, me);
+    else
+        ot__pool_free_cached(rc, p->pool, p);
+}
+
+/* A PCB gone cold during its grace period: load every line free_proc reads
+ * or writes (its pool and link, the drain's looks at the receive state and
+ * at both ends of the mailbox queue). */
+static inline void prefetch_dead(const ot__proc_t *p)
+{
+    __builtin_prefetch(&p->pool);
+    __builtin_prefetch(&p->pool_link, 1);
+    __builtin_prefetch(&p->arr_head);
+    __builtin_prefetch(&p->mbox.tail);
+    __builtin_prefetch(&p->mbox.head);
+}
+
+static void free_list(ot__proc_t *list, const void *me, ot__pool_rcache_t *rc)
 {
     while (list) {
         ot__proc_t *next = list->qnext;
-        /* A batch is a list of PCBs gone cold during their grace period:
-         * load the next one (its first line, and its mailbox's, which the
-         * drain reads) while this one is freed. */
-        if (next) {
-            __builtin_prefetch(next);
-            __builtin_prefetch(&next->mbox);
-        }
-        ot__mailbox_drain(list, true);
-        free(list->lanes); /* nobody can reach them after the grace period */
-        if (!list->pool)
-            free(list);
-        else if (list->pool->owner == me)
-            ot__pool_free(list->pool, list, me);
-        else
-            ot__pool_free_cached(rc, list->pool, list);
+        if (next) prefetch_dead(next);
+        free_proc(list, me, rc);
         list = next;
     }
+}
+
+/* Free batch b of s: its array, eight PCBs ahead of their misses, then its
+ * list. */
+static void free_batch(ot__sched_t *s, unsigned b, ot__pool_rcache_t *rc)
+{
+    enum { AHEAD = 8 };
+    unsigned n = s->batch[b].n;
+    ot__proc_t **v = s->batch[b].procs;
+    for (unsigned i = 0; i < n && i < AHEAD; i++)
+        prefetch_dead(v[i]);
+    for (unsigned i = 0; i < n; i++) {
+        if (i + AHEAD < n) prefetch_dead(v[i + AHEAD]);
+        free_proc(v[i], s, rc);
+    }
+    free_list(s->batch[b].list, s, rc);
+    s->batch[b].n = 0;
+    s->batch[b].list = NULL;
 }
 
 static void *reclaimer_main(void *arg)
@@ -111,7 +140,7 @@ static void *reclaimer_main(void *arg)
             deferred = next;
         }
         ot__pool_rcache_t rc = {0};
-        free_batch(list, NULL, &rc);
+        free_list(list, NULL, &rc);
         ot__pool_rcache_flush(&rc);
         pthread_mutex_lock(&rt->rlock);
     }
@@ -145,31 +174,30 @@ void ot__reclaim_poll(ot__sched_t *s)
     while (s->batch_head != s->batch_tail) {
         unsigned i = s->batch_head % OT__BATCHES;
         if (s->batch[i].ticket > done) break;
-        free_batch(s->batch[i].list, s, &s->rcache);
+        free_batch(s, i, &s->rcache);
         s->batch_head++;
     }
 }
 
 void ot__reclaim_handoff(ot__sched_t *s)
 {
-    if (!s->dead) return;
+    if (!s->ndead && !s->dead) return;
     ot__reclaim_poll(s);
-    /* Too many batches in flight (the reclaimer lags): keep collecting, and
-     * try again 256 deaths later, not at every death. */
-    if (s->batch_tail - s->batch_head == OT__BATCHES) {
-        s->ndead = 0;
-        return;
-    }
+    /* Too many batches in flight (the reclaimer lags): keep collecting on
+     * the list (ndead is 0: no batch was free to collect in), and try again
+     * OT__BATCH_PROCS deaths later, not at every death. */
+    if (s->batch_tail - s->batch_head == OT__BATCHES) return;
     struct ot_runtime *rt = s->rt;
     /* acq_rel: the unlinking of these PCBs happens before the reclaimer's
      * acquire read of gp_asked, hence before the grace period it starts. */
     uint64_t t = atomic_fetch_add_explicit(&rt->gp_asked, 1, memory_order_acq_rel) + 1;
     unsigned i = s->batch_tail % OT__BATCHES;
+    s->batch[i].n = s->ndead;
     s->batch[i].list = s->dead;
     s->batch[i].ticket = t;
     s->batch_tail++;
     s->dead = NULL;
-    s->ndead = 0;
+    s->ndead = s->nover = 0;
     pthread_mutex_lock(&rt->rlock);
     pthread_cond_signal(&rt->rcond);
     pthread_mutex_unlock(&rt->rlock);
@@ -182,13 +210,17 @@ void ot__reclaim_flush(ot__sched_t *s)
     urcu_qsbr_synchronize_rcu();
     ot__tsan_acquire(&ot__rcu_sync);
     while (s->batch_head != s->batch_tail) {
-        free_batch(s->batch[s->batch_head % OT__BATCHES].list, s, &s->rcache);
+        free_batch(s, s->batch_head % OT__BATCHES, &s->rcache);
         s->batch_head++;
     }
-    free_batch(s->dead, s, &s->rcache);
+    /* What was still collecting: batch[tail] (not in flight) and the list. */
+    unsigned i = s->batch_tail % OT__BATCHES;
+    s->batch[i].n = s->ndead;
+    s->batch[i].list = s->dead;
+    free_batch(s, i, &s->rcache);
     ot__pool_rcache_flush(&s->rcache);
     s->dead = NULL;
-    s->ndead = 0;
+    s->ndead = s->nover = 0;
 }
 
 void ot__defer_free(struct ot_runtime *rt, void *ptr)
