@@ -19,14 +19,20 @@
 
 #include "sched/internal.h"
 
-static void append_saved(ot__proc_t *p, ot_msg_t *m)
+/* Append m to a list of messages linked through snext. */
+static inline void msg_append(ot_msg_t **head, ot_msg_t **tail, ot_msg_t *m)
 {
     m->snext = NULL;
-    if (p->save_tail)
-        p->save_tail->snext = m;
+    if (*tail)
+        (*tail)->snext = m;
     else
-        p->save_head = m;
-    p->save_tail = m;
+        *head = m;
+    *tail = m;
+}
+
+static void append_saved(ot__proc_t *p, ot_msg_t *m)
+{
+    msg_append(&p->save_head, &p->save_tail, m);
     p->save_len++;
     ot__sysmon_check_mbox(p, p->save_len);
 }
@@ -62,16 +68,6 @@ static void take_in(ot__proc_t *p, ot_msg_t *m)
 {
     if (m->kind != OT__SIG_MSG && !(m = ot__sig_handle(p, m))) return;
     append_saved(p, m);
-}
-
-static void arr_add(ot__proc_t *p, ot_msg_t *m)
-{
-    m->snext = NULL;
-    if (p->arr_tail)
-        p->arr_tail->snext = m;
-    else
-        p->arr_head = m;
-    p->arr_tail = m;
 }
 
 /* Messages taken from one lane before the next lane's turn. */
@@ -111,8 +107,8 @@ static ot_msg_t *lanes_next(ot__proc_t *p, bool *busy)
                 return (ot_msg_t *)n;
             ot__mpsc_node_t *o;
             while ((o = ot__mpsc_pop_wait(&p->mbox)))
-                arr_add(p, (ot_msg_t *)o);
-            arr_add(p, (ot_msg_t *)n);
+                msg_append(&p->arr_head, &p->arr_tail, (ot_msg_t *)o);
+            msg_append(&p->arr_head, &p->arr_tail, (ot_msg_t *)n);
             return lanes_next(p, busy);
         }
         if (n == OT__MPSC_BUSY) *busy = true;
