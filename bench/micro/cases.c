@@ -706,7 +706,9 @@ double otb_runq_steal_ck(uint64_t n)
 /* 4. Pool: ot__pool vs glibc malloc, 128-byte objects                      */
 /* ------------------------------------------------------------------------ */
 
-typedef enum { AL_POOL, AL_MALLOC } otb_al_kind;
+/* AL_POOL_MAG: the pool, remote frees through a remote-free cache
+ * (magazines), as the runtime frees messages and control blocks. */
+typedef enum { AL_POOL, AL_POOL_MAG, AL_MALLOC } otb_al_kind;
 
 enum {
     OTB_OBJ_SIZE = 128,
@@ -736,7 +738,7 @@ static void otb_pool_delete(ot__pool_t *p)
 /* The object's payload word (word 0 is the pool's free-list link). */
 OTB_INLINE uint64_t *al_alloc(otb_al_kind k, ot__pool_t *p)
 {
-    uint64_t *o = k == AL_POOL ? ot__pool_alloc(p) : malloc(OTB_OBJ_SIZE);
+    uint64_t *o = k != AL_MALLOC ? ot__pool_alloc(p) : malloc(OTB_OBJ_SIZE);
     if (!o) abort(); /* out of memory mid-loop: nothing left to measure */
     return o;
 }
@@ -814,6 +816,7 @@ typedef struct otb_al_run {
     alignas(64) uint64_t t0;
     alignas(64) uint64_t t1;
     bool bad;
+    ot__pool_rcache_t rcache; /* B's, for AL_POOL_MAG */
     otb_handoff_t slot[OTB_HANDOFF_SLOTS];
 } otb_al_run_t;
 
@@ -855,22 +858,26 @@ OTB_INLINE void al_remote(otb_al_kind k, otb_al_run_t *r)
         for (uint32_t j = 0; j < c; j++) {
             uint64_t *o = s->obj[j];
             if (o[1] != i + j) bad = true;
-            al_free(k, r->pool, o, &otb_other_tag);
+            if (k == AL_POOL_MAG)
+                ot__pool_free_cached(&r->rcache, r->pool, o);
+            else
+                al_free(k, r->pool, o, &otb_other_tag);
         }
         atomic_store_explicit(&s->count, 0, memory_order_release);
         i += c;
     }
     r->t1 = otb_now_ns();
+    if (k == AL_POOL_MAG) ot__pool_rcache_flush(&r->rcache);
     r->bad = bad;
 }
 
 static void *al_owner_thread(void *arg)
 {
     otb_al_run_t *r = arg;
-    if (r->kind == AL_POOL)
-        al_owner(AL_POOL, r);
-    else
+    if (r->kind == AL_MALLOC)
         al_owner(AL_MALLOC, r);
+    else
+        al_owner(AL_POOL, r);
     return NULL;
 }
 
@@ -879,6 +886,8 @@ static void *al_remote_thread(void *arg)
     otb_al_run_t *r = arg;
     if (r->kind == AL_POOL)
         al_remote(AL_POOL, r);
+    else if (r->kind == AL_POOL_MAG)
+        al_remote(AL_POOL_MAG, r);
     else
         al_remote(AL_MALLOC, r);
     return NULL;
@@ -894,7 +903,7 @@ static double al_two_threads(otb_al_kind k, uint64_t n)
         atomic_init(&r->slot[i].count, 0);
     r->kind = k;
     r->n = n;
-    if (k == AL_POOL && !(r->pool = otb_pool_new())) {
+    if (k != AL_MALLOC && !(r->pool = otb_pool_new())) {
         free(r);
         return OTB_ERR_MEM;
     }
@@ -910,6 +919,10 @@ static double al_two_threads(otb_al_kind k, uint64_t n)
 double otb_pool_remote_2t_otter(uint64_t n)
 {
     return al_two_threads(AL_POOL, n);
+}
+double otb_pool_remote_2t_otter_mag(uint64_t n)
+{
+    return al_two_threads(AL_POOL_MAG, n);
 }
 double otb_pool_remote_2t_malloc(uint64_t n)
 {

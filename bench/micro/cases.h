@@ -81,6 +81,7 @@ double otb_pool_pair_malloc(uint64_t iterations); /* glibc malloc/free */
 double otb_pool_burst_otter(uint64_t iterations);
 double otb_pool_burst_malloc(uint64_t iterations);
 double otb_pool_remote_2t_otter(uint64_t iterations);
+double otb_pool_remote_2t_otter_mag(uint64_t iterations);
 double otb_pool_remote_2t_malloc(uint64_t iterations);
 
 #ifdef __cplusplus

@@ -18,7 +18,8 @@ bin=$build/bench/micro/otter-micro
 
 cases=(baseline/xcore_pingpong
        mbox_2t/otter_mpsc mbox_2t/urcu_wfcq mbox_2t/urcu_wfcq_blocking mbox_2t/ck_fifo_mpmc
-       pool_remote_2t/otter_pool pool_remote_2t/malloc)
+       pool_remote_2t/otter_pool pool_remote_2t/otter_pool_magazines
+       pool_remote_2t/malloc)
 filter=$(IFS='|'; echo "^(${cases[*]})/")
 
 echo "ns per iteration (line round trip, message, object)"

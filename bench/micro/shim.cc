@@ -55,6 +55,7 @@ const Case kCases[] = {
     {"pool_burst64/otter_pool", otb_pool_burst_otter, 1, "obj"},
     {"pool_burst64/malloc", otb_pool_burst_malloc, 1, "obj"},
     {"pool_remote_2t/otter_pool", otb_pool_remote_2t_otter, 1, "obj"},
+    {"pool_remote_2t/otter_pool_magazines", otb_pool_remote_2t_otter_mag, 1, "obj"},
     {"pool_remote_2t/malloc", otb_pool_remote_2t_malloc, 1, "obj"},
 };
 
