@@ -108,9 +108,11 @@ struct ot__proc {
      * from the queues and not yet sorted into the save queue (so that an
      * exit in the middle frees them); and the contention check: the source
      * (+1) of the last message taken while the queue was not empty (0: it
-     * was), and the count of source changes seen in such runs. */
+     * was), the senders of the last two messages, and the count of source
+     * changes seen in such runs from senders that keep sending. */
     ot__lanes_t *lanes;
     ot_msg_t *arr_head, *arr_tail;
+    ot_pid_t from1, from2; /* senders of the last two messages taken */
     uint16_t last_src;
     uint16_t lane_next; /* lane taken from, and how many in a row */
     uint16_t lane_run;

@@ -542,6 +542,49 @@ static void one_sender_never_splits(void **state)
     end_attached();
 }
 
+/* A crowd of processes that send once each, from both schedulers, into a
+ * backlog (spawn_exit's pattern), even at lane_threshold = 1: lanes are
+ * picked by sender and would not spread such senders, so the mailbox must
+ * not split (it did before the check asked for senders that keep
+ * sending). */
+static void crowd_child(void *arg)
+{
+    (void)ot_send((ot_pid_t)(uintptr_t)arg, T_DATA, NULL, 0);
+}
+
+static void crowd_receiver(void *arg)
+{
+    struct one_arg a = *(struct one_arg *)arg;
+    ot_pid_t me = ot_self();
+    int64_t got = 0;
+    for (long i = 0; i < a.n; i++)
+        PCHECK(ot_spawn(crowd_child, (void *)(uintptr_t)me, NULL, NULL) == 0);
+    for (long i = 0; i < a.n; i++) {
+        ot_msg_t *m;
+        if (ot_receive(NULL, NULL, RECV_MS, &m) != 0) break;
+        got += ot_msg_tag(m) == T_DATA;
+        ot_msg_free(m);
+    }
+    int64_t res[2] = {got, my_lanes()};
+    send_result(a.main, res, 2);
+    wait_stop();
+}
+
+static void crowd_never_splits(void **state)
+{
+    (void)state;
+    ot_pid_t me, r;
+    start_lanes(2, 1, &me);
+    struct one_arg a = {me, scaled(200000)};
+    assert_int_equal(ot_spawn(crowd_receiver, &a, NULL, &r), 0);
+    int64_t res[2];
+    wait_result(res, 2);
+    assert_int_equal(res[0], a.n);
+    assert_int_equal(res[1], 0); /* a crowd split the mailbox */
+    assert_int_equal(ot_send(r, T_STOP, NULL, 0), 0);
+    end_attached();
+}
+
 /* ---- 2. per-pair order across the switch ---------------------------------------- */
 
 struct order_arg {
@@ -1520,6 +1563,7 @@ int main(void)
         cmocka_unit_test_teardown(lanes_appear_2_schedulers, lanes_teardown),
         cmocka_unit_test_teardown(lanes_appear_4_schedulers, lanes_teardown),
         cmocka_unit_test_teardown(one_sender_never_splits, lanes_teardown),
+        cmocka_unit_test_teardown(crowd_never_splits, lanes_teardown),
         cmocka_unit_test_teardown(order_across_switch_backlog, lanes_teardown),
         cmocka_unit_test_teardown(order_across_switch_streaming, lanes_teardown),
         cmocka_unit_test_teardown(order_attached_receiver, lanes_teardown),
