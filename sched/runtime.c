@@ -52,11 +52,10 @@ static void *sched_main(void *arg)
 
 static ot__sched_t *sched_new(struct ot_runtime *rt, unsigned i)
 {
-    /* Mapped, not malloc'd and cleared: most of it is the dead-PCB batch
-     * arrays (128 KiB), whose pages should cost memory only once a
-     * reclaimer lag fills them. Anonymous memory is zero. */
-    ot__sched_t *s = map_table(sizeof *s);
+    size_t sz = (sizeof(ot__sched_t) + 63) & ~(size_t)63;
+    ot__sched_t *s = aligned_alloc(64, sz);
     if (!s) return NULL;
+    memset(s, 0, sizeof *s);
     s->idx = i;
     s->rt = rt;
     s->rng = 0x9E3779B97F4A7C15ull * (i + 1);
@@ -106,7 +105,7 @@ static void sched_free(ot__sched_t *s)
         ot__pool_destroy(&s->msg_pool[c]);
     ot__stack_pools_destroy(&s->stacks);
     pthread_mutex_destroy(&s->inj_lock);
-    munmap(s, sizeof *s);
+    free(s);
 }
 
 static void rt_free(struct ot_runtime *rt)
