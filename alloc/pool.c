@@ -8,8 +8,6 @@
 #include <string.h>
 #include <sys/mman.h>
 
-#define LINK(p, obj) (*(void **)((char *)(obj) + (p)->link_off))
-
 void ot__pool_init(ot__pool_t *p, size_t obj_size, size_t link_off, size_t slab_size,
                    const void *owner, ot__carve_fn on_carve)
 {
@@ -141,7 +139,7 @@ void *ot__pool_alloc_slow(ot__pool_t *p)
          * thread's writes (the link, and its last use of the object) happen
          * before we reuse the objects. */
         o = atomic_exchange_explicit(&p->remote, NULL, memory_order_acquire);
-        p->local = LINK(p, o);
+        p->local = *ot__pool_link(p, o);
         return o;
     }
     if ((size_t)(p->bump_end - p->bump) < p->obj_size && new_slab(p) != 0) return NULL;
@@ -156,7 +154,7 @@ void ot__pool_free_remote(ot__pool_t *p, void *obj)
 {
     void *head = atomic_load_explicit(&p->remote, memory_order_relaxed);
     do {
-        LINK(p, obj) = head;
+        *ot__pool_link(p, obj) = head;
         /* Release: the link store and everything this thread did with the
          * object are visible to the owner's acquire exchange. */
     } while (!atomic_compare_exchange_weak_explicit(
@@ -167,7 +165,7 @@ void ot__pool_free_chain(ot__pool_t *p, void *first, void *last)
 {
     void *head = atomic_load_explicit(&p->remote, memory_order_relaxed);
     do {
-        LINK(p, last) = head;
+        *ot__pool_link(p, last) = head;
         /* Release: as in ot__pool_free, for the whole chain. */
     } while (!atomic_compare_exchange_weak_explicit(
         &p->remote, &head, first, memory_order_release, memory_order_relaxed));
@@ -210,7 +208,7 @@ void ot__pool_free_cached(ot__pool_rcache_t *c, ot__pool_t *p, void *obj)
     }
     ot__mag_t *g = c->slot[i].mag;
     if (!g) {
-        g = (ot__mag_t *)((char *)obj + p->link_off);
+        g = (ot__mag_t *)ot__pool_link(p, obj);
         g->n = 0;
         c->slot[i].mag = g;
         return;

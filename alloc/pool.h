@@ -73,6 +73,12 @@ void ot__pool_set_huge(ot__pool_t *p);
 void ot__pool_set_node(ot__pool_t *p, void *topo, int node);
 /* Owner only. NULL when memory is exhausted. */
 void *ot__pool_alloc_slow(ot__pool_t *p);
+/* Where an object's free-list link lives (and a magazine, in the first
+ * object of one). */
+static inline void **ot__pool_link(const ot__pool_t *p, void *obj)
+{
+    return (void **)((char *)obj + p->link_off);
+}
 /* Load an object that will be handed out soon, for writing: every line of
  * a small one (its user fills it), only the link of a big one (a stack's
  * low end is its guard region). */
@@ -99,7 +105,7 @@ static inline void *ot__pool_alloc(ot__pool_t *p)
         }
         return ot__pool_alloc_slow(p);
     }
-    p->local = *(void **)((char *)o + p->link_off);
+    p->local = *ot__pool_link(p, o);
     /* The next alloc reads the new head's link and its user writes the
      * whole object; a long free list is cold and in no order a hardware
      * prefetcher could guess, so load the next object now (up to 4 lines,
@@ -113,7 +119,7 @@ void ot__pool_free_remote(ot__pool_t *p, void *obj);
 static inline void ot__pool_free(ot__pool_t *p, void *obj, const void *me)
 {
     if (me && me == p->owner) {
-        *(void **)((char *)obj + p->link_off) = p->local;
+        *ot__pool_link(p, obj) = p->local;
         p->local = obj;
         return;
     }
@@ -122,11 +128,6 @@ static inline void ot__pool_free(ot__pool_t *p, void *obj, const void *me)
 /* Free a chain of objects already linked through their link words, first
  * to last, with one CAS (a thread that is not the owner). */
 void ot__pool_free_chain(ot__pool_t *p, void *first, void *last);
-/* Where an object's free-list link lives. */
-static inline void **ot__pool_link(ot__pool_t *p, void *obj)
-{
-    return (void **)((char *)obj + p->link_off);
-}
 /* A scheduler's cache of remote frees: objects of other schedulers' pools
  * are gathered into one magazine per pool and given back with one CAS per
  * magazine, instead of one contended CAS each. Owned by one thread. */
@@ -142,8 +143,18 @@ typedef struct ot__pool_rcache {
  * object's bytes from link_off on may hold a magazine until the owner
  * takes it back (never the bytes before link_off). */
 void ot__pool_free_cached(ot__pool_rcache_t *c, ot__pool_t *p, void *obj);
-/* Give every cached chain back to its pool. */
+/* Give every cached magazine back to its pool. */
 void ot__pool_rcache_flush(ot__pool_rcache_t *c);
+/* Free obj of pool p from any thread: locally when `me` (the calling
+ * thread's scheduler, or NULL) owns the pool, else through cache c, or
+ * with one CAS when the thread has no cache (c NULL). */
+static inline void ot__pool_give(ot__pool_t *p, void *obj, const void *me, ot__pool_rcache_t *c)
+{
+    if (c && me != p->owner)
+        ot__pool_free_cached(c, p, obj);
+    else
+        ot__pool_free(p, obj, me);
+}
 
 /* No thread may use the pool any more. Unmaps every slab. */
 void ot__pool_destroy(ot__pool_t *p);

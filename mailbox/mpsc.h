@@ -128,6 +128,16 @@ static inline ot__mpsc_node_t *ot__mpsc_pop_wait(ot__mpsc_t *q)
     }
 }
 
+/* Consumer only: is the queue empty, with no push even half done? (A push
+ * moves tail off the stub before it links, and head is at the stub only
+ * after everything before it was popped.) Acquire: a push seen here is
+ * seen whole by the pops after it. */
+static inline bool ot__mpsc_empty(ot__mpsc_t *q)
+{
+    return q->head == &q->stub &&
+           atomic_load_explicit(&q->tail, memory_order_acquire) == &q->stub;
+}
+
 /* Could a pop find something? Called by the consumer's scheduler after the
  * consumer last saw the queue empty (so head is the stub), possibly while
  * the consumer already runs elsewhere: it reads only atomics, never head.

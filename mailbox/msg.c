@@ -64,10 +64,7 @@ void ot__msg_release(ot_msg_t *m)
         return;
     }
     ot__sched_t *s = ot__tls_sched();
-    if (s && m->pool->owner != s)
-        ot__pool_free_cached(&s->rcache, m->pool, m);
-    else
-        ot__pool_free(m->pool, m, s);
+    ot__pool_give(m->pool, m, s, s ? &s->rcache : NULL);
 }
 
 void ot_msg_free(ot_msg_t *m)

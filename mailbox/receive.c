@@ -109,10 +109,8 @@ static ot_msg_t *lanes_next(ot__proc_t *p, bool *busy)
                 p->lane_run = 0;
                 p->lane_next++;
             }
-            /* Acquire (after the pop's acquire): see a straggler's push. */
-            if (p->mbox.head == &p->mbox.stub &&
-                atomic_load_explicit(&p->mbox.tail, memory_order_acquire) == &p->mbox.stub)
-                return (ot_msg_t *)n;
+            /* Loaded after the pop's acquire: sees a straggler's push. */
+            if (ot__mpsc_empty(&p->mbox)) return (ot_msg_t *)n;
             ot__mpsc_node_t *o;
             while ((o = ot__mpsc_pop_wait(&p->mbox)))
                 msg_append(&p->arr_head, &p->arr_tail, (ot_msg_t *)o);

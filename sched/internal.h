@@ -361,9 +361,7 @@ static inline void ot__mailbox_drain(ot__proc_t *p, bool wait_busy)
     /* Most processes die with nothing unread: head at the stub and no push
      * since (a push, even half done, moves tail off the stub). Inline, so
      * that this common case costs no call (twice per process). */
-    if (!p->save_head && !p->arr_head && !p->lanes && p->mbox.head == &p->mbox.stub &&
-        atomic_load_explicit(&p->mbox.tail, memory_order_acquire) == &p->mbox.stub)
-        return;
+    if (!p->save_head && !p->arr_head && !p->lanes && ot__mpsc_empty(&p->mbox)) return;
     ot__mailbox_drain_slow(p, wait_busy);
 }
 /* Push m onto p's mailbox: the lane of m's sender once p has lanes. */

@@ -53,10 +53,8 @@ static void free_proc(ot__proc_t *p, const void *me, ot__pool_rcache_t *rc)
     free(p->lanes); /* nobody can reach them after the grace period */
     if (!p->pool)
         free(p);
-    else if (p->pool->owner == me)
-        ot__pool_free(p->pool, p, me);
     else
-        ot__pool_free_cached(rc, p->pool, p);
+        ot__pool_give(p->pool, p, me, rc);
 }
 
 /* A PCB gone cold during its grace period: load every line free_proc reads
