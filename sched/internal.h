@@ -9,6 +9,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include <ck_epoch.h>
+
 #include "otter/otter.h"
 #include "alloc/pool.h"
 #include "alloc/stack.h"
@@ -178,8 +180,13 @@ struct ot__sched {
     ot__idx_cache_t timer_cache;
     ot__timer_heap_t timers;
 
-    /* Batches of dead PCBs waiting for their grace period: FIFO by ticket;
-     * freed here, into warm pools, once rt->gp_done reaches the ticket.
+    /* This scheduler's record in rt->epoch (sched/reclaim.c): in a read
+     * section whenever the thread runs, renewed at every quiescent point. */
+    ck_epoch_record_t *erec;
+
+    /* Batches of dead PCBs waiting for their grace period: FIFO by ticket
+     * (the epoch they were retired in); freed here, into warm pools, once
+     * the epoch has moved two past the ticket.
      * [batch_head, batch_tail) are in flight; batch[batch_tail] collects
      * the dying (ndead of them in procs[]) while it is not in flight. The
      * PCBs are an array, not a list through them: freeing a batch after
@@ -189,7 +196,7 @@ struct ot__sched {
      * or a full array go on the `dead` list (through qnext), which joins
      * the next batch. */
     struct {
-        uint64_t ticket;
+        unsigned ticket;
         ot__proc_t *list;
         unsigned n;
         ot__proc_t *procs[OT__BATCH_PROCS];
@@ -254,7 +261,8 @@ struct ot_runtime {
     _Atomic uint64_t ext_spawned, ext_died, ext_refs;
     _Atomic uint64_t attached; /* attached threads (counted in ext_spawned) */
 
-    /* Reclaimer thread: frees dead PCBs after an RCU grace period. */
+    /* Reclaimer thread: frees, after an RCU grace period, what is freed
+     * rarely: attached threads' PCBs and ot__defer_free's blocks. */
     pthread_t reclaimer;
     pthread_mutex_t rlock;
     pthread_cond_t rcond;
@@ -266,11 +274,10 @@ struct ot_runtime {
     struct ot__dirty *dirty;   /* sched/dirty.c */
     struct ot__sysmon *sysmon; /* sched/sysmon.c; NULL until first used */
     bool rstop;
-    /* Grace-period tickets: a scheduler takes ticket gp_asked + 1 for a
-     * batch; the reclaimer runs synchronize_rcu for everything asked so far
-     * and publishes it in gp_done. */
-    alignas(64) _Atomic uint64_t gp_asked;
-    alignas(64) _Atomic uint64_t gp_done;
+    /* The epoch that dead PCBs wait on (sched/reclaim.c): every scheduler
+     * and every external thread inside ot__ext_rcu_enter/leave holds a
+     * record in it. */
+    alignas(64) ck_epoch_t epoch;
 };
 
 /* ---- shared internals ---------------------------------------------------- */
@@ -458,12 +465,22 @@ void ot__registry_proc_exit(ot__proc_t *p);
  * RCU read side. */
 void ot__registry_name_of(ot__proc_t *p, char *buf, size_t n);
 
-/* Reclaimer (sched/reclaim.c). */
+/* Reclamation (sched/reclaim.c). */
+/* Set up rt->epoch and the external threads' records; free every record at
+ * stop (all threads joined). */
+int ot__epoch_init(struct ot_runtime *rt);
+void ot__epoch_fini(struct ot_runtime *rt);
+/* Give s its record (before its thread starts). */
+int ot__epoch_sched_init(ot__sched_t *s);
+/* A scheduler thread enters its read section when it starts or wakes from a
+ * park, and leaves it when it parks or ends. */
+void ot__epoch_sched_online(ot__sched_t *s);
+void ot__epoch_sched_offline(ot__sched_t *s);
 /* Free `ptr` with free() after an RCU grace period (any thread; for slow
  * paths such as the registry: it takes a lock). */
 void ot__defer_free(struct ot_runtime *rt, void *ptr);
 int ot__reclaim_start(struct ot_runtime *rt);
-/* Hand what died since the last hand-off to the reclaimer (owner). */
+/* Close the batch collecting the dead: it starts its grace period (owner). */
 void ot__reclaim_handoff(ot__sched_t *s);
 /* A process died on s (owner): it is freed after a grace period. */
 static inline void ot__reclaim_add(ot__sched_t *s, ot__proc_t *p)
@@ -477,12 +494,14 @@ static inline void ot__reclaim_add(ot__sched_t *s, ot__proc_t *p)
     s->dead = p;
     if (++s->nover % OT__BATCH_PROCS == 0) ot__reclaim_handoff(s);
 }
-/* Free the batches whose grace period has ended (owner). */
+/* Free the batches whose grace period has ended, at a quiescent point
+ * (owner): s's read section is renewed and the epoch pushed on. */
 void ot__reclaim_poll(ot__sched_t *s);
 /* At stop, all threads joined: end a grace period, free every batch. */
 void ot__reclaim_flush(ot__sched_t *s);
 void ot__reclaim_stop(struct ot_runtime *rt);
-void ot__rcu_quiescent(void);
+/* A scheduler's quiescent point: it holds no PCB or registry pointer. */
+void ot__rcu_quiescent(ot__sched_t *s);
 
 /* Timers (sched/timer.c). */
 void ot__timers_run(ot__sched_t *s, uint64_t now_ns);

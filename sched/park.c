@@ -195,7 +195,12 @@ static void park(ot__sched_t *s, bool was_searching)
 {
     struct ot_runtime *rt = s->rt;
     if (s->ndead || s->dead) ot__reclaim_handoff(s);
-    ot__reclaim_poll(s);
+    /* Two quiescent points of ours can move the epoch by two when the other
+     * schedulers are parked, freeing what just died before we sleep. */
+    for (int i = 0; i < 2 && s->batch_head != s->batch_tail; i++) {
+        ot__rcu_quiescent(s);
+        ot__reclaim_poll(s);
+    }
     /* Objects of other schedulers' pools go home before we sleep. */
     ot__pool_rcache_flush(&s->rcache);
     /* Free table slots cached here are of no use to others while we sleep. */
@@ -219,7 +224,9 @@ static void park(ot__sched_t *s, bool was_searching)
     }
     ot__count(&s->n_parks, 1, memory_order_relaxed);
     ot__tsan_release(&ot__rcu_sync);
-    urcu_qsbr_thread_offline(); /* a parked scheduler holds up no grace period */
+    /* A parked scheduler holds up no grace period of either kind. */
+    ot__epoch_sched_offline(s);
+    urcu_qsbr_thread_offline();
     for (;;) {
         /* seq_cst reset before re-reading parked: see claim_and_wake. */
         atomic_store_explicit(&s->wake_word, 0, memory_order_seq_cst);
@@ -234,6 +241,7 @@ static void park(ot__sched_t *s, bool was_searching)
         ot__futex_wait(&s->wake_word, 0, tmo);
     }
     urcu_qsbr_thread_online();
+    ot__epoch_sched_online(s);
     unpark_self(s);
 }
 

@@ -6,7 +6,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include <urcu/urcu-qsbr.h>
 
 #include "sched/arch/ctx.h"
 #include "sched/fiber.h"
@@ -22,7 +21,6 @@
 static OT_TLS ot__sched_t *tls_sched;
 static OT_TLS ot__proc_t *tls_ext;
 static OT_TLS uint64_t tls_ext_gen;
-static OT_TLS int tls_rcu;
 
 __attribute__((noinline)) ot__sched_t *ot__tls_sched(void)
 {
@@ -61,42 +59,6 @@ ot_pid_t ot_self(void)
 {
     ot__proc_t *p = ot__self();
     return p ? atomic_load_explicit(&p->pid, memory_order_relaxed) : OT_PID_NONE;
-}
-
-/* ---- RCU read side for threads that are not schedulers ------------------- */
-
-static pthread_key_t rcu_key;
-static pthread_once_t rcu_once = PTHREAD_ONCE_INIT;
-
-static void rcu_thread_gone(void *unused)
-{
-    (void)unused;
-    urcu_qsbr_unregister_thread();
-}
-
-static void rcu_make_key(void)
-{
-    pthread_key_create(&rcu_key, rcu_thread_gone);
-}
-
-void ot__ext_rcu_enter(void)
-{
-    if (!tls_rcu) {
-        pthread_once(&rcu_once, rcu_make_key);
-        urcu_qsbr_register_thread(); /* registers online */
-        pthread_setspecific(rcu_key, (void *)1);
-        tls_rcu = 1;
-        return;
-    }
-    urcu_qsbr_thread_online();
-}
-
-extern char ot__rcu_sync;
-
-void ot__ext_rcu_leave(void)
-{
-    ot__tsan_release(&ot__rcu_sync);
-    urcu_qsbr_thread_offline();
 }
 
 /* ---- spawning ------------------------------------------------------------ */

@@ -41,10 +41,12 @@ static void *sched_main(void *arg)
     ot__tls_set_sched(s);
     if (rt->cfg.bind) (void)ot__topo_bind(&rt->topo, s->idx);
     urcu_qsbr_register_thread();
+    ot__epoch_sched_online(s);
     ot__fiber_sched_init(s);
     (void)ot__overflow_thread_init(s);
     ot__sched_loop(s);
     ot__overflow_thread_fini(s);
+    ot__epoch_sched_offline(s);
     urcu_qsbr_unregister_thread();
     ot__tls_set_sched(NULL);
     return NULL;
@@ -58,6 +60,10 @@ static ot__sched_t *sched_new(struct ot_runtime *rt, unsigned i)
     memset(s, 0, sizeof *s);
     s->idx = i;
     s->rt = rt;
+    if (ot__epoch_sched_init(s) != 0) {
+        free(s);
+        return NULL;
+    }
     s->rng = 0x9E3779B97F4A7C15ull * (i + 1);
     for (int q = 0; q < 3; q++)
         ot__runq_init(&s->rq[q]);
@@ -116,6 +122,7 @@ static void rt_free(struct ot_runtime *rt)
             if (rt->scheds[i]) sched_free(rt->scheds[i]);
         free(rt->scheds);
     }
+    ot__epoch_fini(rt);
     if (rt->table) munmap(rt->table, rt->table_bytes);
     if (rt->tentries) munmap(rt->tentries, rt->tentries_bytes);
     ot__idx_destroy(&rt->pids);
@@ -153,6 +160,7 @@ int ot_runtime_start(const ot_config_t *cfgp, ot_runtime_t **out)
     rt->cfg.policy = NULL; /* the caller's strings are not kept */
     rt->cfg.topology = NULL;
     rt->policy = *pol;
+    ot__epoch_init(rt);
     rt->default_stack = ot__stack_class_size(ot__stack_class(cfg.stack_size));
     rc = ot__topo_init(&rt->topo, cfg.topology, cfg.schedulers);
     if (rc != 0) goto fail;

@@ -282,7 +282,7 @@ void ot__sched_loop(ot__sched_t *s)
             run(s, p);
         }
         if ((s->tick & 15) == 0) {
-            ot__rcu_quiescent();
+            ot__rcu_quiescent(s);
             ot__reclaim_poll(s);
         }
     }

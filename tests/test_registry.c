@@ -535,6 +535,7 @@ static void hooks_alone(void **state)
     (void)state;
     struct ot_runtime *rt = calloc(1, sizeof *rt);
     assert_non_null(rt);
+    ot__epoch_init(rt);
     ot__registry_fini(rt); /* init never ran */
     assert_int_equal(ot__registry_init(rt), 0);
     rt->max_procs = 16;
@@ -560,6 +561,7 @@ static void hooks_alone(void **state)
 
     ot__registry_fini(rt);
     assert_null(rt->reg_ht);
+    ot__epoch_fini(rt); /* the record ot__ext_rcu_enter took */
     free(p);
     free(rt->table);
     free(rt);
