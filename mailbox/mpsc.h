@@ -109,22 +109,29 @@ static inline ot__mpsc_node_t *ot__mpsc_pop(ot__mpsc_t *q)
     return OT__MPSC_BUSY;
 }
 
-/* Consumer only: pop, waiting through a half-done push (the producer is one
- * store away from finishing; if the OS preempted it there, yield the CPU). */
+/* Wait a little for a half-done push, the `spins`-th time in a row: the
+ * producer is one store away from finishing; if the OS preempted it there,
+ * yield the CPU. */
+static inline void ot__mpsc_backoff(unsigned spins)
+{
+    if (spins >= 64) {
+        sched_yield();
+        return;
+    }
+#if defined(__x86_64__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ __volatile__("yield" ::: "memory");
+#endif
+}
+
+/* Consumer only: pop, waiting through a half-done push. */
 static inline ot__mpsc_node_t *ot__mpsc_pop_wait(ot__mpsc_t *q)
 {
     for (unsigned spins = 0;; spins++) {
         ot__mpsc_node_t *n = ot__mpsc_pop(q);
         if (n != OT__MPSC_BUSY) return n;
-        if (spins >= 64) {
-            sched_yield();
-            continue;
-        }
-#if defined(__x86_64__)
-        __builtin_ia32_pause();
-#elif defined(__aarch64__)
-        __asm__ __volatile__("yield");
-#endif
+        ot__mpsc_backoff(spins);
     }
 }
 

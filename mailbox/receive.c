@@ -15,7 +15,6 @@
  * (mailbox/lanes.h); the contention check is here, where the receiver takes
  * messages. */
 #include <errno.h>
-#include <sched.h>
 
 #include "sched/internal.h"
 
@@ -229,10 +228,7 @@ static int recv(ot__proc_t *p, ot_match_fn match, void *arg, ot_ref_t ref, int64
         }
         if (busy) {
             /* A lane's push is one store from done (as in ot__mpsc_pop_wait). */
-            if (++spins >= 64)
-                sched_yield();
-            else
-                ot__cpu_relax();
+            ot__mpsc_backoff(spins++);
             continue;
         }
         if (timeout_ms == 0 || (deadline && ot__now_ns() >= deadline)) {

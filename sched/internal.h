@@ -527,13 +527,4 @@ static inline void ot__count(_Atomic uint64_t *c, uint64_t n, memory_order order
     atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + n, order);
 }
 
-static inline void ot__cpu_relax(void)
-{
-#if defined(__x86_64__)
-    __builtin_ia32_pause();
-#elif defined(__aarch64__)
-    __asm__ __volatile__("yield" ::: "memory");
-#endif
-}
-
 #endif
