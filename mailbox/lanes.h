@@ -15,8 +15,8 @@
  * Installing: the receiver, and only it, allocates the lanes, initialises
  * them and publishes the pointer with a release store into the main
  * queue's tail line (`ot__mpsc_t.lanes`), which senders read anyway. Lanes
- * stay until the process is reclaimed (after the RCU grace period that
- * also keeps its PCB alive for late senders).
+ * stay until the process is reclaimed (after the grace period that also
+ * keeps its PCB alive for late senders: sched/reclaim.c).
  *
  * A sender that read no lanes may still push into the main queue after
  * they are installed, but a sender never goes back from lanes to the main

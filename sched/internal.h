@@ -192,7 +192,7 @@ struct ot__sched {
      * PCBs are an array, not a list through them: freeing a batch after
      * its grace period meets them cold, and an array lets it load them
      * ahead where a list made it wait for each one's link (a fifth of
-     * skynet's time). Deaths that find no free batch (the reclaimer lags)
+     * skynet's time). Deaths that find no free batch (the epoch lags)
      * or a full array go on the `dead` list (through qnext), which joins
      * the next batch. */
     struct {
@@ -468,7 +468,7 @@ void ot__registry_name_of(ot__proc_t *p, char *buf, size_t n);
 /* Reclamation (sched/reclaim.c). */
 /* Set up rt->epoch and the external threads' records; free every record at
  * stop (all threads joined). */
-int ot__epoch_init(struct ot_runtime *rt);
+void ot__epoch_init(struct ot_runtime *rt);
 void ot__epoch_fini(struct ot_runtime *rt);
 /* Give s its record (before its thread starts). */
 int ot__epoch_sched_init(ot__sched_t *s);

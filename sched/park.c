@@ -26,8 +26,6 @@
 #include "sched/fiber.h"
 #include "sched/internal.h"
 
-extern char ot__rcu_sync;
-
 void ot__futex_wait(_Atomic uint32_t *word, uint32_t val, int64_t timeout_ns)
 {
     struct timespec ts, *tsp = NULL;
@@ -223,8 +221,8 @@ static void park(ot__sched_t *s, bool was_searching)
         return;
     }
     ot__count(&s->n_parks, 1, memory_order_relaxed);
-    ot__tsan_release(&ot__rcu_sync);
-    /* A parked scheduler holds up no grace period of either kind. */
+    /* A parked scheduler holds up no grace period of either kind (the
+     * epoch's going offline releases ot__rcu_sync for both). */
     ot__epoch_sched_offline(s);
     urcu_qsbr_thread_offline();
     for (;;) {

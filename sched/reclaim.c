@@ -65,10 +65,9 @@ static ck_epoch_record_t *record_new(struct ot_runtime *rt, void *ct)
     return r;
 }
 
-int ot__epoch_init(struct ot_runtime *rt)
+void ot__epoch_init(struct ot_runtime *rt)
 {
     ck_epoch_init(&rt->epoch);
-    return 0;
 }
 
 void ot__epoch_fini(struct ot_runtime *rt)
