@@ -150,12 +150,22 @@ struct ot__proc {
 /* A parked scheduler with batches in flight wakes after this to free them. */
 #define OT__RECLAIM_RECHECK_NS 2000000u
 
+/* The fresh deque: never-run children, newest run first (sched/sched.c). */
+#define OT__FRESH 64
+/* At most this many of them from one parent: past that it is a bulk
+ * spawner, whose children go to the run queue, where thieves see them. */
+#define OT__FRESH_PER_PARENT 16
+/* One pick in this many moves the deque's oldest child to the run queue. */
+#define OT__FRESH_AGE 1024u
+
 struct ot__sched {
     /* Owner-only, hot. */
     unsigned idx;
     struct ot_runtime *rt;
     ot__proc_t *current;
     ot__proc_t *runnext;
+    unsigned fresh_h, fresh_t; /* fresh[] holds [fresh_h, fresh_t), mod OT__FRESH */
+    ot__proc_t *bulk_parent;   /* spawning too many to keep in fresh[] */
     int32_t budget; /* reductions left in this turn */
     uint32_t tick;
     bool searching;
@@ -169,6 +179,8 @@ struct ot__sched {
     bool from_proc;      /* the last switch came from a process */
     uint64_t rng;
     uint64_t next_ref;
+    ot__proc_t *fresh[OT__FRESH];    /* never-run children (sched/sched.c) */
+    ot__proc_t *fresh_by[OT__FRESH]; /* the process that spawned each */
 
     ot__runq_t rq[3]; /* max, high, normal+low */
 
@@ -253,8 +265,10 @@ struct ot_runtime {
     size_t tentries_bytes;
     ot__idx_global_t timer_ids;
 
+    /* Apart: every push onto a local queue reads nparked (wake_one_if_needed),
+     * and searching thieves write nsearching twice per steal. */
     alignas(64) _Atomic int nsearching;
-    _Atomic int nparked;
+    alignas(64) _Atomic int nparked;
     alignas(64) _Atomic int shutdown;
     _Atomic int killing;
     _Atomic uint32_t rr; /* round robin for external spawns */
@@ -333,6 +347,9 @@ void ot__proc_wait(ot__proc_t *p, uint64_t deadline_ns);
 /* Put p in s's run-next slot (owner; p runs when the current process
  * stops); the process that held the slot goes to the queue. */
 void ot__runnext_push(ot__sched_t *s, ot__proc_t *p);
+/* A child spawned on s (owner) takes the run-next slot; a never-run child it
+ * displaces goes to the fresh deque (sched/sched.c). */
+void ot__spawn_push(ot__sched_t *s, ot__proc_t *p);
 /* Queue a runnable process on the calling scheduler s (owner). */
 void ot__local_push(ot__sched_t *s, ot__proc_t *p);
 /* Queue a process on scheduler s from any thread, waking s if parked. */

@@ -152,7 +152,7 @@ static ot__proc_t *steal_any(ot__sched_t *s)
 static bool work_visible(ot__sched_t *s, bool others)
 {
     struct ot_runtime *rt = s->rt;
-    if (s->runnext) return true;
+    if (s->runnext || s->fresh_t != s->fresh_h) return true;
     for (int q = 0; q < 3; q++)
         if (ot__runq_len(&s->rq[q])) return true;
     if (atomic_load_explicit(&s->inj_len, memory_order_seq_cst) ||
