@@ -166,7 +166,7 @@ struct ot__sched {
     ot__proc_t *runnext;
     unsigned fresh_h, fresh_t; /* fresh[] holds [fresh_h, fresh_t), mod OT__FRESH */
     ot__proc_t *bulk_parent;   /* spawning too many to keep in fresh[] */
-    int32_t budget; /* reductions left in this turn */
+    int32_t budget;            /* reductions left in this turn */
     uint32_t tick;
     bool searching;
     void *sp; /* the scheduler's own context */

@@ -176,10 +176,9 @@ void ot__spawn_push(ot__sched_t *s, ot__proc_t *p)
     if (!old) return;
     ot__proc_t *parent = s->current;
     unsigned n = fresh_len(s);
-    bool bulk =
-        parent == s->bulk_parent ||
-        (n >= OT__FRESH_PER_PARENT &&
-         s->fresh_by[(s->fresh_t - OT__FRESH_PER_PARENT) % OT__FRESH] == parent);
+    bool bulk = parent == s->bulk_parent ||
+                (n >= OT__FRESH_PER_PARENT &&
+                 s->fresh_by[(s->fresh_t - OT__FRESH_PER_PARENT) % OT__FRESH] == parent);
     if (!old->stack && !bulk && n < OT__FRESH &&
         !atomic_load_explicit(&s->rt->nparked, memory_order_relaxed) &&
         !atomic_load_explicit(&s->rt->nsearching, memory_order_relaxed)) {
