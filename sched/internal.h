@@ -155,8 +155,10 @@ struct ot__proc {
 /* At most this many of them from one parent: past that it is a bulk
  * spawner, whose children go to the run queue, where thieves see them. */
 #define OT__FRESH_PER_PARENT 16
-/* One pick in this many moves the deque's oldest child to the run queue. */
+/* One pick in OT__FRESH_AGE looks at the deque's oldest child, and moves it
+ * to the run queue if it has waited OT__FRESH_WAIT picks. */
 #define OT__FRESH_AGE 1024u
+#define OT__FRESH_WAIT 262144u
 
 struct ot__sched {
     /* Owner-only, hot. */
@@ -165,7 +167,7 @@ struct ot__sched {
     ot__proc_t *current;
     ot__proc_t *runnext;
     unsigned fresh_h, fresh_t; /* fresh[] holds [fresh_h, fresh_t), mod OT__FRESH */
-    ot__proc_t *bulk_parent;   /* spawning too many to keep in fresh[] */
+    ot_pid_t bulk_parent;      /* spawning too many to keep in fresh[]; 0 = none */
     int32_t budget;            /* reductions left in this turn */
     uint32_t tick;
     bool searching;
@@ -179,8 +181,9 @@ struct ot__sched {
     bool from_proc;      /* the last switch came from a process */
     uint64_t rng;
     uint64_t next_ref;
-    ot__proc_t *fresh[OT__FRESH];    /* never-run children (sched/sched.c) */
-    ot__proc_t *fresh_by[OT__FRESH]; /* the process that spawned each */
+    ot__proc_t *fresh[OT__FRESH];   /* never-run children (sched/sched.c) */
+    ot_pid_t fresh_by[OT__FRESH];   /* the pid of the process that spawned each */
+    uint32_t fresh_tick[OT__FRESH]; /* the tick when each was pushed */
 
     ot__runq_t rq[3]; /* max, high, normal+low */
 

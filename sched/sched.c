@@ -137,13 +137,17 @@ void ot__runnext_push(ot__sched_t *s, ot__proc_t *p)
  *   that spends its turn spawning, spawn_exit's driver) sends its children
  *   to the run queue in spawn order, where thieves take them in halves.
  * And so that nothing waits in it forever (the newest-first order alone
- * would let a busy top starve the bottom): one pick in OT__FRESH_AGE moves
- * its oldest entry to the run queue's tail (fresh_age). Every entry thus
- * reaches the FIFO run queue, which has one pick in eight, within
- * OT__FRESH_AGE * OT__FRESH picks; a child displaced from a full deque goes
- * there at once. Aging is rare because the oldest entries are the biggest
- * subtrees: one pick in 64 started so many at once that skynet ran at 96
- * ns per process instead of 89. */
+ * would let a busy top starve the bottom): one pick in OT__FRESH_AGE looks
+ * at the oldest entry and moves it to the run queue's tail (fresh_age) if
+ * it has waited OT__FRESH_WAIT picks (tens of milliseconds). Every entry thus
+ * reaches the FIFO run queue, which has one pick in eight, within about
+ * OT__FRESH_WAIT + OT__FRESH * OT__FRESH_AGE picks; a child displaced from
+ * a full deque goes there at once. Aging goes by waiting time, and late,
+ * because the oldest entries are the biggest subtrees, and a depth-first
+ * walk leaves them waiting by design: a tree of 111,111 on one scheduler
+ * had 6 processes started and unfinished at its peak without aging, 6
+ * with a wait of 2^18 picks, 845 with 2^16, 1351 aging one entry every
+ * 1024 picks, and 1625 breadth first (the run queue alone). */
 
 static inline unsigned fresh_len(const ot__sched_t *s)
 {
@@ -158,8 +162,12 @@ static void fresh_age(ot__sched_t *s)
 
 /* The never-run children of `parent` on top of the deque (a parent's are
  * always together there: nothing else ran since it pushed them) go to the
- * run queue, oldest first, so that they start in the order spawned. */
-static void fresh_flush(ot__sched_t *s, const ot__proc_t *parent)
+ * run queue, oldest first, so that they start in the order spawned.
+ * Parents are told apart by pid: a dead parent's PCB comes back at once
+ * for a new process, and with it its address (comparing addresses, a
+ * yield flushed other parents' children, and the starvation test saw an
+ * old child run early for the wrong reason). */
+static void fresh_flush(ot__sched_t *s, ot_pid_t parent)
 {
     unsigned lo = s->fresh_t;
     while (lo != s->fresh_h && s->fresh_by[(lo - 1) % OT__FRESH] == parent)
@@ -174,7 +182,8 @@ void ot__spawn_push(ot__sched_t *s, ot__proc_t *p)
     ot__proc_t *old = s->runnext;
     s->runnext = p;
     if (!old) return;
-    ot__proc_t *parent = s->current;
+    ot_pid_t parent =
+        s->current ? atomic_load_explicit(&s->current->pid, memory_order_relaxed) : 0;
     unsigned n = fresh_len(s);
     bool bulk = parent == s->bulk_parent ||
                 (n >= OT__FRESH_PER_PARENT &&
@@ -184,6 +193,7 @@ void ot__spawn_push(ot__sched_t *s, ot__proc_t *p)
         !atomic_load_explicit(&s->rt->nsearching, memory_order_relaxed)) {
         s->fresh[s->fresh_t % OT__FRESH] = old;
         s->fresh_by[s->fresh_t % OT__FRESH] = parent;
+        s->fresh_tick[s->fresh_t % OT__FRESH] = s->tick;
         s->fresh_t++;
         return;
     }
@@ -259,7 +269,8 @@ static ot__proc_t *next_local(ot__sched_t *s)
      * neither starves. */
     if (s->tick & 7) {
         if ((p = fresh_pop(s))) goto fresh;
-    } else if ((s->tick % OT__FRESH_AGE) == 0 && fresh_len(s)) {
+    } else if ((s->tick % OT__FRESH_AGE) == 0 && fresh_len(s) &&
+               s->tick - s->fresh_tick[s->fresh_h % OT__FRESH] >= OT__FRESH_WAIT) {
         fresh_age(s);
     }
     if ((p = pop_normal(s)) || (p = fresh_pop(s))) goto fresh;
@@ -351,7 +362,9 @@ static bool finish_switch_out(ot__sched_t *s, ot__proc_t *p)
     if (!ot__stack_ok(p->stack, p->sp))
         ot__overflow_report(p, "its stack canary was overwritten");
     int reason = p->yield_reason;
-    if (p == s->bulk_parent && reason != OT__Y_YIELD) s->bulk_parent = NULL;
+    if (reason != OT__Y_YIELD && s->bulk_parent &&
+        s->bulk_parent == atomic_load_explicit(&p->pid, memory_order_relaxed))
+        s->bulk_parent = 0;
     if (reason == OT__Y_EXIT) {
         ot__proc_destroy(s, p);
         return false;
@@ -361,7 +374,7 @@ static bool finish_switch_out(ot__sched_t *s, ot__proc_t *p)
          * is a bulk spawner, not a tree: its children waiting in the fresh
          * deque go to the run queue, where thieves reach them (kept in the
          * deque they ran ~10% slower on two cores). */
-        fresh_flush(s, p);
+        fresh_flush(s, atomic_load_explicit(&p->pid, memory_order_relaxed));
         /* The process woken into the run-next slot during this turn queues
          * ahead of the one that spent the turn: otherwise a sender that
          * keeps its budget busy would be picked again and again while its

@@ -1,0 +1,262 @@
+/* The fresh deque (sched/sched.c): never-run children displaced from the
+ * run-next slot, run newest first so that spawn trees are walked depth
+ * first. What it promises, each case failing when the promise breaks:
+ * - a tree of spawns keeps only a path of half-done parents alive;
+ * - a bulk spawner's children start in the order they were spawned;
+ * - an old never-run child is not starved by a busy top of the deque;
+ * - a child is never hidden from an idle scheduler: two children that
+ *   each wait, without yielding, for the other to start both start. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <cmocka.h>
+
+#include "otter/otter.h"
+#include "tests/harness.h"
+
+enum { T_SUM = 1, T_DONE = 2, T_FLAG = 3 };
+
+static ot_pid_t g_main;
+
+/* ---- depth first: a 10-ary tree, skynet's shape --------------------------- */
+
+static atomic_long g_live, g_peak;
+
+static void note_start(void)
+{
+    long n = atomic_fetch_add(&g_live, 1) + 1;
+    long p = atomic_load(&g_peak);
+    while (n > p && !atomic_compare_exchange_weak(&g_peak, &p, n)) {
+    }
+}
+
+struct node {
+    ot_pid_t parent;
+    uint64_t num, size;
+};
+
+static void tree_node(void *arg)
+{
+    struct node me = *(struct node *)arg;
+    free(arg);
+    note_start();
+    uint64_t sum = me.num;
+    if (me.size > 1) {
+        uint64_t child = me.size / 10;
+        sum = 0;
+        for (uint64_t i = 0; i < 10; i++) {
+            struct node *c = malloc(sizeof *c);
+            PCHECK(c != NULL);
+            if (!c) break;
+            *c = (struct node){ot_self(), me.num + i * child, child};
+            PCHECK(ot_spawn(tree_node, c, NULL, NULL) == 0);
+        }
+        for (int i = 0; i < 10; i++) {
+            ot_msg_t *m;
+            uint64_t tag = T_SUM;
+            PCHECK(ot_receive(match_tag, &tag, OT_INFINITY, &m) == 0);
+            uint64_t v;
+            memcpy(&v, ot_msg_data(m), sizeof v);
+            sum += v;
+            ot_msg_free(m);
+        }
+    }
+    atomic_fetch_sub(&g_live, 1);
+    PCHECK(ot_send(me.parent, T_SUM, &sum, sizeof sum) == 0);
+}
+
+/* 111,111 processes on one scheduler. Depth first, the ones started and
+ * not finished are about the path from the root (6). With the run queue
+ * alone (breadth first) they were 1625; aging the deque too eagerly, 845. */
+static void tree_walks_depth_first(void **state)
+{
+    (void)state;
+    start_rt(1);
+    assert_int_equal(ot_attach(&g_main), 0);
+    atomic_store(&g_live, 0);
+    atomic_store(&g_peak, 0);
+    struct node *root = malloc(sizeof *root);
+    assert_non_null(root);
+    *root = (struct node){g_main, 0, 100000};
+    assert_int_equal(ot_spawn(tree_node, root, NULL, NULL), 0);
+    ot_msg_t *m;
+    assert_int_equal(ot_receive(NULL, NULL, 60000, &m), 0);
+    uint64_t sum;
+    memcpy(&sum, ot_msg_data(m), sizeof sum);
+    ot_msg_free(m);
+    assert_int_equal(sum, 4999950000u); /* 0 + 1 + ... + 99999 */
+    long peak = atomic_load(&g_peak);
+    fprintf(stderr, "tree of 111111: at most %ld alive at once\n", peak);
+    assert_true(peak <= 50);
+    assert_int_equal(ot_detach(), 0);
+    stop_rt();
+}
+
+/* ---- bulk spawners keep spawn order -------------------------------------- */
+
+#define BULK 300
+
+static atomic_uint g_seq;
+static unsigned g_order[BULK];
+
+static void bulk_child(void *arg)
+{
+    unsigned i = (unsigned)(uintptr_t)arg;
+    g_order[i] = atomic_fetch_add(&g_seq, 1);
+    PCHECK(ot_send(g_main, T_DONE, NULL, 0) == 0);
+}
+
+static void bulk_spawner(void *arg)
+{
+    (void)arg;
+    for (unsigned i = 0; i < BULK; i++)
+        PCHECK(ot_spawn(bulk_child, (void *)(uintptr_t)i, NULL, NULL) == 0);
+}
+
+/* On one scheduler, children start in spawn order, but for the newest,
+ * which waits in the run-next slot and runs as soon as its spawner stops.
+ * The fresh deque alone would start the first ones newest first. */
+static void bulk_spawn_keeps_order(void **state)
+{
+    (void)state;
+    start_rt(1);
+    assert_int_equal(ot_attach(&g_main), 0);
+    atomic_store(&g_seq, 0);
+    assert_int_equal(ot_spawn(bulk_spawner, NULL, NULL, NULL), 0);
+    for (int i = 0; i < BULK; i++) {
+        ot_msg_t *m;
+        assert_int_equal(ot_receive(NULL, NULL, 60000, &m), 0);
+        ot_msg_free(m);
+    }
+    unsigned inversions = 0;
+    for (unsigned i = 1; i < BULK - 1; i++)
+        if (g_order[i] < g_order[i - 1]) inversions++;
+    assert_int_equal(inversions, 0);
+    assert_int_equal(ot_detach(), 0);
+    stop_rt();
+}
+
+/* ---- no starvation ------------------------------------------------------- */
+
+#define CHURN 600000
+
+static atomic_long g_churned, g_old_ran_at;
+
+static void leaf(void *arg)
+{
+    (void)arg;
+}
+
+/* Spawns the next churn, which goes on top of the deque when the leaf
+ * spawned after it takes the run-next slot, then dies; the leaf runs and
+ * dies, and the next pick takes the top of the deque: the next churn. One
+ * push and one pop per pick, for CHURN picks, above whatever waits below. */
+static void churn(void *arg)
+{
+    (void)arg;
+    if (atomic_fetch_add(&g_churned, 1) >= CHURN) return;
+    PCHECK(ot_spawn(churn, NULL, NULL, NULL) == 0);
+    PCHECK(ot_spawn(leaf, NULL, NULL, NULL) == 0);
+}
+
+static void old_child(void *arg)
+{
+    (void)arg;
+    atomic_store(&g_old_ran_at, atomic_load(&g_churned));
+    PCHECK(ot_send(g_main, T_DONE, NULL, 0) == 0);
+}
+
+static void churn_root(void *arg)
+{
+    (void)arg;
+    /* old_child takes the run-next slot, then churn displaces it into the
+     * deque, at the bottom. */
+    PCHECK(ot_spawn(old_child, NULL, NULL, NULL) == 0);
+    PCHECK(ot_spawn(churn, NULL, NULL, NULL) == 0);
+}
+
+/* Newest first alone, old_child would wait for the whole churn (CHURN
+ * picks). Aged into the run queue once it has waited OT__FRESH_WAIT picks
+ * (262,144), it runs after about that many. */
+static void old_child_not_starved(void **state)
+{
+    (void)state;
+    start_rt(1);
+    assert_int_equal(ot_attach(&g_main), 0);
+    atomic_store(&g_churned, 0);
+    atomic_store(&g_old_ran_at, -1);
+    assert_int_equal(ot_spawn(churn_root, NULL, NULL, NULL), 0);
+    ot_msg_t *m;
+    assert_int_equal(ot_receive(NULL, NULL, 60000, &m), 0);
+    ot_msg_free(m);
+    long at = atomic_load(&g_old_ran_at);
+    fprintf(stderr, "old child ran after %ld of %d churn spawns\n", at, CHURN);
+    assert_true(at >= 0 && at < CHURN / 2);
+    assert_int_equal(ot_detach(), 0);
+    stop_rt();
+}
+
+/* ---- never hidden from an idle scheduler --------------------------------- */
+
+static atomic_int g_started;
+static atomic_int g_met;
+
+/* Start, then wait without yielding (nothing else can run on this
+ * scheduler meanwhile) for the other to start: only a second scheduler
+ * can run it. */
+static void waiter(void *arg)
+{
+    (void)arg;
+    atomic_fetch_add(&g_started, 1);
+    uint64_t deadline = now_ns() + 10000000000ull;
+    while (atomic_load(&g_started) < 2 && now_ns() < deadline) {
+    }
+    if (atomic_load(&g_started) >= 2) atomic_fetch_add(&g_met, 1);
+    PCHECK(ot_send(g_main, T_DONE, NULL, 0) == 0);
+}
+
+static void pair_spawner(void *arg)
+{
+    (void)arg;
+    ot_sleep(50); /* the other scheduler goes to sleep meanwhile */
+    PCHECK(ot_spawn(waiter, NULL, NULL, NULL) == 0);
+    PCHECK(ot_spawn(waiter, NULL, NULL, NULL) == 0);
+}
+
+static void idle_scheduler_gets_children(void **state)
+{
+    (void)state;
+    start_rt(2);
+    assert_int_equal(ot_attach(&g_main), 0);
+    for (int round = 0; round < 5; round++) {
+        atomic_store(&g_started, 0);
+        atomic_store(&g_met, 0);
+        assert_int_equal(ot_spawn(pair_spawner, NULL, NULL, NULL), 0);
+        for (int i = 0; i < 2; i++) {
+            ot_msg_t *m;
+            assert_int_equal(ot_receive(NULL, NULL, 60000, &m), 0);
+            ot_msg_free(m);
+        }
+        assert_int_equal(atomic_load(&g_met), 2);
+    }
+    assert_int_equal(ot_detach(), 0);
+    stop_rt();
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_teardown(tree_walks_depth_first, teardown),
+        cmocka_unit_test_teardown(bulk_spawn_keeps_order, teardown),
+        cmocka_unit_test_teardown(old_child_not_starved, teardown),
+        cmocka_unit_test_teardown(idle_scheduler_gets_children, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
