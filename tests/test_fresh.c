@@ -84,16 +84,20 @@ static void tree_walks_depth_first(void **state)
     atomic_store(&g_peak, 0);
     struct node *root = malloc(sizeof *root);
     assert_non_null(root);
-    *root = (struct node){g_main, 0, 100000};
+    /* Under the sanitizers (TSan makes each process ~100x dearer) a tree
+     * of 11,111: the same shape, and the same bound. */
+    uint64_t leaves = g_san ? 10000 : 100000;
+    *root = (struct node){g_main, 0, leaves};
     assert_int_equal(ot_spawn(tree_node, root, NULL, NULL), 0);
     ot_msg_t *m;
     assert_int_equal(ot_receive(NULL, NULL, 60000, &m), 0);
     uint64_t sum;
     memcpy(&sum, ot_msg_data(m), sizeof sum);
     ot_msg_free(m);
-    assert_int_equal(sum, 4999950000u); /* 0 + 1 + ... + 99999 */
+    assert_int_equal(sum, leaves * (leaves - 1) / 2);
     long peak = atomic_load(&g_peak);
-    fprintf(stderr, "tree of 111111: at most %ld alive at once\n", peak);
+    fprintf(stderr, "tree of %llu leaves: at most %ld alive at once\n",
+            (unsigned long long)leaves, peak);
     assert_true(peak <= 50);
     assert_int_equal(ot_detach(), 0);
     stop_rt();
@@ -188,6 +192,9 @@ static void churn_root(void *arg)
 static void old_child_not_starved(void **state)
 {
     (void)state;
+    /* 1.2 million processes: minutes under TSan, for owner-only code with
+     * nothing concurrent in it. */
+    if (g_san) skip();
     start_rt(1);
     assert_int_equal(ot_attach(&g_main), 0);
     atomic_store(&g_churned, 0);
