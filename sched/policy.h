@@ -14,6 +14,7 @@ typedef struct ot__policy {
     unsigned spin_rounds; /* steal sweeps before parking */
     int32_t reductions;   /* budget per turn (BEAM: 4000) */
     bool runnext;         /* a process woken by a send runs next on the sender's core */
+    bool depth_first;     /* never-run children wait in the fresh deque, newest first */
 } ot__policy_t;
 
 /* The policy called `name` (NULL = "default"), or NULL if unknown. */

@@ -188,7 +188,7 @@ void ot__spawn_push(ot__sched_t *s, ot__proc_t *p)
     bool bulk = parent == s->bulk_parent ||
                 (n >= OT__FRESH_PER_PARENT &&
                  s->fresh_by[(s->fresh_t - OT__FRESH_PER_PARENT) % OT__FRESH] == parent);
-    if (!old->stack && !bulk && n < OT__FRESH &&
+    if (!old->stack && !bulk && n < OT__FRESH && s->rt->policy.depth_first &&
         !atomic_load_explicit(&s->rt->nparked, memory_order_relaxed) &&
         !atomic_load_explicit(&s->rt->nsearching, memory_order_relaxed)) {
         s->fresh[s->fresh_t % OT__FRESH] = old;
