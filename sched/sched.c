@@ -163,10 +163,9 @@ static void fresh_age(ot__sched_t *s)
 /* The never-run children of `parent` on top of the deque (a parent's are
  * always together there: nothing else ran since it pushed them) go to the
  * run queue, oldest first, so that they start in the order spawned.
- * Parents are told apart by pid: a dead parent's PCB comes back at once
- * for a new process, and with it its address (comparing addresses, a
- * yield flushed other parents' children, and the starvation test saw an
- * old child run early for the wrong reason). */
+ * Parents are told apart by pid, not by PCB address: a dead parent's PCB
+ * comes back at once for a new process, at the same address, and a yield
+ * of the new one would flush the old one's children too. */
 static void fresh_flush(ot__sched_t *s, ot_pid_t parent)
 {
     unsigned lo = s->fresh_t;
