@@ -98,6 +98,8 @@ struct ot__proc {
     uint8_t low_skips;
     uint8_t has_deadline;
     uint8_t stack_cls; /* stack size class, for the first run */
+    uint8_t bulk;      /* spawning too many children to keep in a fresh deque
+                          (sched/sched.c); cleared when it waits or exits */
     uint64_t wait_seq;
 
     /* Receive state (the process only). */
@@ -167,7 +169,6 @@ struct ot__sched {
     ot__proc_t *current;
     ot__proc_t *runnext;
     unsigned fresh_h, fresh_t; /* fresh[] holds [fresh_h, fresh_t), mod OT__FRESH */
-    ot_pid_t bulk_parent;      /* spawning too many to keep in fresh[]; 0 = none */
     int32_t budget;            /* reductions left in this turn */
     uint32_t tick;
     bool searching;

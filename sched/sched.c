@@ -181,12 +181,12 @@ void ot__spawn_push(ot__sched_t *s, ot__proc_t *p)
     ot__proc_t *old = s->runnext;
     s->runnext = p;
     if (!old) return;
-    ot_pid_t parent =
-        s->current ? atomic_load_explicit(&s->current->pid, memory_order_relaxed) : 0;
+    ot__proc_t *cur = s->current;
+    ot_pid_t parent = atomic_load_explicit(&cur->pid, memory_order_relaxed);
     unsigned n = fresh_len(s);
-    bool bulk = parent == s->bulk_parent ||
-                (n >= OT__FRESH_PER_PARENT &&
-                 s->fresh_by[(s->fresh_t - OT__FRESH_PER_PARENT) % OT__FRESH] == parent);
+    bool bulk =
+        cur->bulk || (n >= OT__FRESH_PER_PARENT &&
+                      s->fresh_by[(s->fresh_t - OT__FRESH_PER_PARENT) % OT__FRESH] == parent);
     if (!old->stack && !bulk && n < OT__FRESH && s->rt->policy.depth_first &&
         !atomic_load_explicit(&s->rt->nparked, memory_order_relaxed) &&
         !atomic_load_explicit(&s->rt->nsearching, memory_order_relaxed)) {
@@ -200,9 +200,10 @@ void ot__spawn_push(ot__sched_t *s, ot__proc_t *p)
      * siblings, bigger subtrees, stay: moving those instead let skynet
      * start more subtrees at once, 106 -> 122 ns per process), or a bulk
      * spawner's, the ones kept so far first, and so will its next ones
-     * until it waits or exits (finish_switch_out). */
+     * until it waits or exits (finish_switch_out), on whatever scheduler
+     * it moves to (the mark is the process's). */
     if (bulk) {
-        s->bulk_parent = parent;
+        cur->bulk = 1;
         fresh_flush(s, parent);
     }
     ot__local_push(s, old);
@@ -361,9 +362,7 @@ static bool finish_switch_out(ot__sched_t *s, ot__proc_t *p)
     if (!ot__stack_ok(p->stack, p->sp))
         ot__overflow_report(p, "its stack canary was overwritten");
     int reason = p->yield_reason;
-    if (reason != OT__Y_YIELD && s->bulk_parent &&
-        s->bulk_parent == atomic_load_explicit(&p->pid, memory_order_relaxed))
-        s->bulk_parent = 0;
+    if (reason != OT__Y_YIELD) p->bulk = 0;
     if (reason == OT__Y_EXIT) {
         ot__proc_destroy(s, p);
         return false;

@@ -168,9 +168,15 @@ static void run(unsigned schedulers)
     assert_int_equal(atomic_load(&g_live), 0);
     printf("reclaim, %u schedulers: %ld victims, %ld sends, %ld received\n", schedulers,
            atomic_load(&g_victims), atomic_load(&g_sent), atomic_load(&g_got));
-    /* A thousand victims must have lived and died, and many of the sends
-     * must have reached a live one (a tenth under the sanitizers). */
-    assert_true(atomic_load(&g_victims) > scaled(1000));
+    /* Victims must have lived and died, and many of the sends must have
+     * reached a live one (a tenth under the sanitizers). On 4 schedulers
+     * the victims are few: six busy threads share two cores, the senders
+     * take most turns (~500,000 switches in 3 s against 18 million on 2
+     * schedulers), and 940 to 25,000 victims lived and died in 3 s, with
+     * or without the fresh deque (policy breadth-first). A floor of 1000
+     * failed now and then; the floor only shows that the case did
+     * something, the checks that catch an early free are in victim(). */
+    assert_true(atomic_load(&g_victims) > scaled(100));
     assert_true(atomic_load(&g_got) > scaled(1000));
     assert_true(atomic_load(&g_got) <= atomic_load(&g_sent));
     stop_rt();
