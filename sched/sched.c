@@ -176,47 +176,58 @@ static void fresh_flush(ot__sched_t *s, ot_pid_t parent)
     s->fresh_t = lo;
 }
 
-void ot__spawn_push(ot__sched_t *s, ot__proc_t *p)
+/* Is some scheduler parked or looking for work (so that work should be
+ * where it can steal it)? */
+static inline bool someone_idle(const struct ot_runtime *rt)
 {
-    ot__proc_t *old = s->runnext;
-    s->runnext = p;
-    if (!old) return;
+    return atomic_load_explicit(&rt->nparked, memory_order_relaxed) ||
+           atomic_load_explicit(&rt->nsearching, memory_order_relaxed);
+}
+
+/* Keep `old`, a child displaced from the run-next slot by a newer one of
+ * the current process, on the fresh deque; false when it must go to the
+ * run queue instead: it has run already, the policy is breadth first, the
+ * deque is full (its older siblings, bigger subtrees, stay: moving those
+ * instead let skynet start more subtrees at once, 106 -> 122 ns per
+ * process), a scheduler is idle, or the current process is a bulk
+ * spawner. A bulk spawner's children kept so far go to the run queue
+ * first, and so will its next ones until it waits or exits
+ * (finish_switch_out), on whatever scheduler it moves to (the mark is the
+ * process's). */
+static bool fresh_keep(ot__sched_t *s, ot__proc_t *old)
+{
     ot__proc_t *cur = s->current;
     ot_pid_t parent = atomic_load_explicit(&cur->pid, memory_order_relaxed);
     unsigned n = fresh_len(s);
-    bool bulk =
-        cur->bulk || (n >= OT__FRESH_PER_PARENT &&
-                      s->fresh_by[(s->fresh_t - OT__FRESH_PER_PARENT) % OT__FRESH] == parent);
-    if (!old->stack && !bulk && n < OT__FRESH && s->rt->policy.depth_first &&
-        !atomic_load_explicit(&s->rt->nparked, memory_order_relaxed) &&
-        !atomic_load_explicit(&s->rt->nsearching, memory_order_relaxed)) {
-        s->fresh[s->fresh_t % OT__FRESH] = old;
-        s->fresh_by[s->fresh_t % OT__FRESH] = parent;
-        s->fresh_tick[s->fresh_t % OT__FRESH] = s->tick;
-        s->fresh_t++;
-        return;
-    }
-    /* To the run queue: a child displaced from a full deque (its older
-     * siblings, bigger subtrees, stay: moving those instead let skynet
-     * start more subtrees at once, 106 -> 122 ns per process), or a bulk
-     * spawner's, the ones kept so far first, and so will its next ones
-     * until it waits or exits (finish_switch_out), on whatever scheduler
-     * it moves to (the mark is the process's). */
-    if (bulk) {
+    if (cur->bulk || (n >= OT__FRESH_PER_PARENT &&
+                      s->fresh_by[(s->fresh_t - OT__FRESH_PER_PARENT) % OT__FRESH] == parent)) {
         cur->bulk = 1;
         fresh_flush(s, parent);
+        return false;
     }
-    ot__local_push(s, old);
-    ot__wake_one_if_needed(s->rt);
+    if (old->stack || n == OT__FRESH || !s->rt->policy.depth_first || someone_idle(s->rt))
+        return false;
+    unsigned i = s->fresh_t++ % OT__FRESH;
+    s->fresh[i] = old;
+    s->fresh_by[i] = parent;
+    s->fresh_tick[i] = s->tick;
+    return true;
+}
+
+void ot__spawn_push(ot__sched_t *s, ot__proc_t *p)
+{
+    ot__proc_t *old = s->runnext;
+    if (old && fresh_keep(s, old))
+        s->runnext = p;
+    else
+        ot__runnext_push(s, p); /* the slot's old child to the run queue */
 }
 
 static inline ot__proc_t *fresh_pop(ot__sched_t *s)
 {
     unsigned n = fresh_len(s);
     if (!n) return NULL;
-    if (n > 1 && !ot__runq_len(&s->rq[2]) &&
-        (atomic_load_explicit(&s->rt->nparked, memory_order_relaxed) ||
-         atomic_load_explicit(&s->rt->nsearching, memory_order_relaxed))) {
+    if (n > 1 && !ot__runq_len(&s->rq[2]) && someone_idle(s->rt)) {
         for (unsigned i = 0; i < n / 2; i++)
             fresh_age(s);
         ot__wake_one_if_needed(s->rt);
