@@ -132,7 +132,7 @@ long ot_processes(ot_pid_t *pids, size_t cap)
     uint32_t hi = rt->pids.next_fresh;
     pthread_mutex_unlock(&rt->pids.lock);
     for (uint32_t i = 1; i < hi; i++) {
-        ot__proc_t *p = atomic_load_explicit(&rt->table[i].p, memory_order_acquire);
+        ot__proc_t *p = ot__slot_live(rt, i);
         if (!p) continue;
         if (n < cap) pids[n] = atomic_load_explicit(&p->pid, memory_order_relaxed);
         n++;

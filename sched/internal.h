@@ -75,11 +75,14 @@ typedef struct ot__proc ot__proc_t;
 typedef struct ot__sched ot__sched_t;
 
 struct ot__proc {
-    /* Read by senders while the process may be dying: atomic. */
+    /* Read by senders while the process may be dying: atomic. pid and dead
+     * are read through stale table slots too, at any time (see ot__lookup):
+     * only atomic stores write them, never proc_init's memset. */
     _Atomic ot_pid_t pid;
     _Atomic uint64_t state;       /* seq << 2 | OT__ST_* */
     _Atomic uint64_t timer_fired; /* wait seq whose timer fired */
     _Atomic uint32_t futex;       /* attached threads block on it */
+    _Atomic uint32_t dead;        /* 1 from its death until the PCB's next publish */
 
     /* Owned by the process / the scheduler running it. */
     void *sp;           /* saved context */
@@ -318,6 +321,30 @@ ot__proc_t *ot__self(void);
 void ot__ext_rcu_enter(void);
 void ot__ext_rcu_leave(void);
 
+/* Is p, found in a table slot, alive as `pid`?
+ *
+ * A death does not clear the table slot: it sets p->dead, on a line of the
+ * PCB that the dying process's scheduler already holds, while the slot's
+ * line belongs to whoever spawned into it last (a cross-core miss per
+ * death when a thief ran the child, and the store the death path's fences
+ * then waited on). So a slot may point to a dead PCB, or to one reused
+ * since by a process with another pid. Reused PCBs stay PCBs (pool memory
+ * is type-stable: it goes back to the system only when the runtime stops),
+ * and the PCBs that are not pool memory (processes spawned from a plain
+ * thread, attached threads), which are freed, still clear their slot.
+ *
+ * Order: dead first (acquire), then pid. proc_publish stores the new pid,
+ * then dead = 0 (release); so a reader that sees that 0 sees the new pid,
+ * and a stale pid never matches a PCB being reused. A reader that sees a 0
+ * from before the death read it before the death's store of 1, which the
+ * reclamation's fence and ticket follow (sched/reclaim.c): the PCB cannot
+ * be reused while the reader is inside its read section. */
+static inline bool ot__proc_is(ot__proc_t *p, ot_pid_t pid)
+{
+    return !atomic_load_explicit(&p->dead, memory_order_acquire) &&
+           atomic_load_explicit(&p->pid, memory_order_relaxed) == pid;
+}
+
 /* Look a pid up. Caller is inside the RCU read side (a scheduler thread, or
  * between ot__ext_rcu_enter/leave). NULL when no live process has it. */
 static inline ot__proc_t *ot__lookup(struct ot_runtime *rt, ot_pid_t pid)
@@ -325,8 +352,24 @@ static inline ot__proc_t *ot__lookup(struct ot_runtime *rt, ot_pid_t pid)
     uint32_t idx = (uint32_t)pid;
     /* Acquire: pairs with the release store publishing the PCB in spawn. */
     ot__proc_t *p = atomic_load_explicit(&rt->table[idx].p, memory_order_acquire);
-    if (p && atomic_load_explicit(&p->pid, memory_order_relaxed) == pid) return p;
-    return NULL;
+    return p && ot__proc_is(p, pid) ? p : NULL;
+}
+
+/* The live process in table slot idx, or NULL (walks over the table). */
+static inline ot__proc_t *ot__slot_live(struct ot_runtime *rt, uint32_t idx)
+{
+    ot__proc_t *p = atomic_load_explicit(&rt->table[idx].p, memory_order_acquire);
+    if (!p || atomic_load_explicit(&p->dead, memory_order_acquire)) return NULL;
+    ot_pid_t pid = atomic_load_explicit(&p->pid, memory_order_relaxed);
+    return (uint32_t)pid == idx ? p : NULL;
+}
+
+/* p leaves the table: lookups of its pid fail from now on (ot__proc_is).
+ * Release, so that what it did before is visible to whoever acquires its
+ * death (reclaim orders the ticket after it with a full fence). */
+static inline void ot__proc_unlink(ot__proc_t *p)
+{
+    atomic_store_explicit(&p->dead, 1, memory_order_release);
 }
 
 static inline bool ot__pid_in_range(struct ot_runtime *rt, ot_pid_t pid)

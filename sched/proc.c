@@ -83,9 +83,14 @@ static void proc_boot(void *arg)
     ot__proc_exit(p, NULL);
 }
 
+/* Everything but pid and dead, which stale table slots may be read for at
+ * any time (ot__lookup): a reused PCB keeps them until proc_publish. */
 static void proc_init(ot__proc_t *p, ot__pool_t *pool)
 {
-    memset(p, 0, offsetof(ot__proc_t, mbox));
+    atomic_store_explicit(&p->state, 0, memory_order_relaxed);
+    atomic_store_explicit(&p->timer_fired, 0, memory_order_relaxed);
+    atomic_store_explicit(&p->futex, 0, memory_order_relaxed);
+    memset(&p->sp, 0, offsetof(ot__proc_t, mbox) - offsetof(ot__proc_t, sp));
     ot__mpsc_init(&p->mbox);
     p->pool = pool;
 }
@@ -112,6 +117,10 @@ static int proc_publish(struct ot_runtime *rt, ot__sched_t *s, ot__proc_t *p)
     uint32_t gen = ++rt->table[idx].gen;
     if (gen == 0) gen = ++rt->table[idx].gen; /* generation 0 is never used */
     atomic_store_explicit(&p->pid, ((uint64_t)gen << 32) | (uint64_t)idx, memory_order_relaxed);
+    /* Release: the new pid and the initialised PCB before a reader that
+     * sees dead = 0 (pairs with the acquire in ot__proc_is): a stale pid
+     * read through an old slot then never matches. */
+    atomic_store_explicit(&p->dead, 0, memory_order_release);
     /* Release: the PCB is initialised before a lookup can find it (pairs
      * with the acquire in ot__lookup). */
     atomic_store_explicit(&rt->table[idx].p, p, memory_order_release);
@@ -121,7 +130,12 @@ static int proc_publish(struct ot_runtime *rt, ot__sched_t *s, ot__proc_t *p)
 static ot__proc_t *ext_pcb_alloc(void)
 {
     size_t sz = (sizeof(ot__proc_t) + 63) & ~(size_t)63;
-    return aligned_alloc(64, sz);
+    ot__proc_t *p = aligned_alloc(64, sz);
+    if (p) { /* not reachable yet: plain initialisation */
+        atomic_init(&p->pid, 0);
+        atomic_init(&p->dead, 0);
+    }
+    return p;
 }
 
 /* ot_spawn, ot_spawn_link and ot_spawn_monitor. The link or monitor is in
@@ -386,9 +400,13 @@ void ot__proc_destroy(ot__sched_t *s, ot__proc_t *p)
 {
     struct ot_runtime *rt = s ? s->rt : ot__rt;
     uint32_t idx = (uint32_t)atomic_load_explicit(&p->pid, memory_order_relaxed);
-    /* Release: new lookups miss p from now on; senders that already found
-     * it are inside the RCU read side, so p stays until the grace period. */
-    atomic_store_explicit(&rt->table[idx].p, NULL, memory_order_release);
+    /* New lookups miss p from now on; senders that already found it are
+     * inside a read section, so p stays until its grace period. The slot
+     * keeps pointing to p (see ot__proc_is), unless p is not pool memory
+     * (spawned from a plain thread, or an attached thread) and will be
+     * freed. */
+    ot__proc_unlink(p);
+    if (!p->pool) atomic_store_explicit(&rt->table[idx].p, NULL, memory_order_release);
     ot__registry_proc_exit(p); /* done already when it exited by itself */
     /* Killed at stop, or never started: nobody hears of it (the runtime is
      * going away, or memory ran out). */

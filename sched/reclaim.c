@@ -13,7 +13,7 @@
  *   (ot__ext_rcu_enter/leave).
  * - A scheduler collects its dead in batches of 256. Closing a batch takes
  *   its ticket: the epoch, read after a full fence that follows the
- *   unlinking of its PCBs from the pid table.
+ *   unlinking of its PCBs (ot__proc_unlink: their pids stop looking up).
  * - At its quiescent points a scheduler with batches in flight calls
  *   ck_epoch_poll, which moves the epoch from e to e + 1 only when every
  *   record inside a section has observed e. It frees, in order, the
@@ -331,8 +331,8 @@ void ot__reclaim_handoff(ot__sched_t *s)
      * was free to collect in), and try again OT__BATCH_PROCS deaths later,
      * not at every death. */
     if (s->batch_tail - s->batch_head == OT__BATCHES) return;
-    /* Full fence: the table slots these PCBs were unlinked from were
-     * cleared before the epoch is read for the ticket. */
+    /* Full fence: these PCBs were unlinked (marked dead) before the epoch
+     * is read for the ticket. */
     atomic_thread_fence(memory_order_seq_cst);
     unsigned i = s->batch_tail % OT__BATCHES;
     s->batch[i].n = s->ndead;

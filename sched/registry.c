@@ -15,9 +15,10 @@
  * ot__registry_proc_exit, which removes the node under reg_lock, so anyone
  * holding reg_lock and finding the node in the table may use node->proc.
  *
- * A name dies with its process. ot__proc_destroy clears the process's table
- * slot and then calls ot__registry_proc_exit. From the moment the slot is
- * cleared the name is treated as free (whereis says none, register may take
+ * A name dies with its process. ot__proc_destroy marks the process dead
+ * (ot__proc_unlink: its pid no longer looks up) and then calls
+ * ot__registry_proc_exit. From the moment it is marked the name is treated
+ * as free (whereis says none, register may take
  * it over), so a name can be registered again as soon as the death is
  * observable at all; proc_exit then only tidies up.
  *
@@ -27,21 +28,24 @@
  * order them. Instead the two sides form a store-buffer (Dekker) pattern:
  *
  *   register (under reg_lock)        ot__proc_destroy
- *   S1: p->regname = node (seq_cst)  S2: table[idx].p = NULL (release)
- *   L1: table[idx].p (seq_cst)       F2: fence(seq_cst)  (in proc_exit)
+ *   S1: p->regname = node (seq_cst)  S2: p->dead = 1 (release)
+ *   L1: p->dead (seq_cst)            F2: fence(seq_cst)  (in proc_exit)
  *                                    L2: p->regname (relaxed)
  *
  * S1, L1 and F2 are in the single total order S, S1 before L1. If F2
  * precedes L1, L1 sees S2 or a later store (C11 7.17.3: a seq_cst read
  * that follows, in S, a fence sequenced after a store sees that store or a
- * later one): the slot no longer holds p, so register removes its own node
+ * later one): p is marked dead, so register removes its own node
  * and returns -ESRCH. Otherwise S1 precedes F2, and L2 sees S1 or a later
  * store (a read sequenced after a seq_cst fence sees the last seq_cst store
  * before the fence in S, or a later one): proc_exit removes the name under
  * the lock. Both may happen; the removal is done once, under the lock, by
  * whoever still finds the node in p->regname. So a dead process never keeps
- * a name. (S2 is ot__proc_destroy's and stays a release store; the fence
- * is on the death path, and measured at noise level on spawn+exit.)
+ * a name. (S2 is ot__proc_unlink's and stays a release store; the fence
+ * is on the death path. S2 writes a line of the PCB that the dying
+ * process's scheduler holds already: when it was the table slot, which the
+ * spawning core had written, the fence waited for that miss, 16% of
+ * spawn_exit's time on two cores of a machine with slow cross-core lines.)
  *
  * Sizing. The table has a fixed number of buckets: CDS_LFHT_AUTO_RESIZE
  * would start liburcu's resize worker thread, which outlives the runtime
@@ -204,11 +208,10 @@ static int ot__reg_add(struct ot_runtime *rt, ot__proc_t *p, struct ot__regnode 
      * are in the total order S with proc_exit's fence (a store then a load
      * of another object needs that; release/acquire do not order them).
      * The store's release half also publishes the node to
-     * ot__registry_name_of. The slot still holding p means p is alive: p
-     * cannot be freed and reused while we are inside the read side. */
+     * ot__registry_name_of. p not marked dead means p is alive: p cannot
+     * be freed and reused while we are inside the read side. */
     atomic_store_explicit(&p->regname, n, memory_order_seq_cst);
-    uint32_t idx = (uint32_t)n->pid;
-    if (atomic_load_explicit(&rt->table[idx].p, memory_order_seq_cst) == p) return 0;
+    if (!atomic_load_explicit(&p->dead, memory_order_seq_cst)) return 0;
     /* p died meanwhile, and its proc_exit may have missed our store. */
     ot__reg_remove(rt, n);
     return -ESRCH;

@@ -264,7 +264,7 @@ static void tell_all(struct ot_runtime *rt)
     uint32_t hi = rt->pids.next_fresh;
     for (uint32_t i = 1; i < hi; i++) {
         ot__ext_rcu_enter();
-        ot__proc_t *p = atomic_load_explicit(&rt->table[i].p, memory_order_acquire);
+        ot__proc_t *p = ot__slot_live(rt, i);
         ot_pid_t pid =
             p && !p->external ? atomic_load_explicit(&p->pid, memory_order_relaxed) : 0;
         ot__ext_rcu_leave();
@@ -279,7 +279,7 @@ static void kill_all(struct ot_runtime *rt)
     uint32_t hi = rt->pids.next_fresh;
     ot__ext_rcu_enter();
     for (uint32_t i = 1; i < hi; i++) {
-        ot__proc_t *p = atomic_load_explicit(&rt->table[i].p, memory_order_acquire);
+        ot__proc_t *p = ot__slot_live(rt, i);
         if (!p || p->external) continue;
         uint64_t st = atomic_load_explicit(&p->state, memory_order_seq_cst);
         uint32_t low = st & 3;
@@ -343,7 +343,7 @@ int ot_runtime_stop(ot_runtime_t *rt)
     /* Attached threads left attached are detached here. */
     uint32_t hi = rt->pids.next_fresh;
     for (uint32_t i = 1; i < hi; i++) {
-        ot__proc_t *p = atomic_load_explicit(&rt->table[i].p, memory_order_acquire);
+        ot__proc_t *p = ot__slot_live(rt, i);
         if (p) ot__proc_destroy(NULL, p);
     }
     ot__sysmon_stop(rt);

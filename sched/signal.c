@@ -289,10 +289,9 @@ void ot__proc_exit_signals(ot__proc_t *p, const ot_reason_t *r)
     if (t) {
         /* Leave the table before telling anyone: whoever gets our DOWN or
          * EXIT and then names our pid must find it dead (-ESRCH, noproc at
-         * once). Release, as in ot__proc_destroy, which stores NULL again.
-         * Requests that reach us from now on are answered noproc by the
-         * mailbox's drain. */
-        atomic_store_explicit(&ot__rt->table[(uint32_t)me].p, NULL, memory_order_release);
+         * once). ot__proc_destroy unlinks it again. Requests that reach us
+         * from now on are answered noproc by the mailbox's drain. */
+        ot__proc_unlink(p);
     }
     /* Free the name before telling anyone too: whoever restarts p on its
      * EXIT may register the same name at once (as in Erlang). (A name

@@ -284,6 +284,129 @@ static void stale_pids(void **state)
     stop_rt();
 }
 
+/* ---- dead PCBs behind table slots ---------------------------------------- */
+
+/* A death leaves its table slot pointing at the dead PCB (sched/internal.h,
+ * ot__proc_is), and the PCB comes back a grace period later for a process
+ * in another slot, while the dead one's slot goes to another PCB at once.
+ * Through that shuffle: no dead pid reaches anyone, the process list holds
+ * each live process once and no dead one, and each live process gets only
+ * its own messages. */
+#define DS_N 2000
+
+static int cmp_pid(const void *a, const void *b)
+{
+    ot_pid_t x = *(const ot_pid_t *)a, y = *(const ot_pid_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* The live pids listed by ot_processes, less `self`, sorted; their count,
+ * or -1 when one is listed twice. */
+static long listed(ot_pid_t self, ot_pid_t *buf, size_t cap)
+{
+    long n = ot_processes(buf, cap);
+    if (n < 0 || (size_t)n > cap) return -1;
+    long k = 0;
+    for (long i = 0; i < n; i++)
+        if (buf[i] != self && buf[i] != g_main) buf[k++] = buf[i];
+    qsort(buf, (size_t)k, sizeof *buf, cmp_pid);
+    for (long i = 1; i < k; i++)
+        if (buf[i] == buf[i - 1]) return -1;
+    return k;
+}
+
+static bool tag_done(const ot_msg_t *m, void *arg)
+{
+    (void)arg;
+    return ot_msg_tag(m) == TAG_DONE;
+}
+
+/* Stop each of pids[0..n) and check that it had no other message. */
+static void stop_all(const ot_pid_t *pids, int n)
+{
+    for (int i = 0; i < n; i++)
+        PCHECK(ot_send(pids[i], TAG_STOP, NULL, 0) == 0);
+    for (int i = 0; i < n; i++) {
+        ot_msg_t *m;
+        PCHECK(ot_receive(tag_done, NULL, 30000, &m) == 0);
+        int64_t others = -1;
+        memcpy(&others, ot_msg_data(m), sizeof others);
+        PCHECK(others == 0);
+        ot_msg_free(m);
+    }
+}
+
+static ot_pid_t ds_old[DS_N];
+
+static void dead_slots_controller(void *arg)
+{
+    (void)arg;
+    static ot_pid_t young[DS_N / 2], buf[4 * DS_N];
+    ot_pid_t self = ot_self();
+    /* The old ones wait on scheduler 1; main stops them from its thread, so
+     * they die there (a stop from a process would wake them here): their
+     * PCBs come from this scheduler's pool and go back to it, their slots
+     * to scheduler 1's cache. */
+    ot_spawn_opts_t o;
+    ot_spawn_opts_init(&o);
+    o.scheduler = 1;
+    for (int i = 0; i < DS_N; i++)
+        PCHECK(ot_spawn(waiter_proc, NULL, &o, &ds_old[i]) == 0);
+    PCHECK(ot_send(g_main, TAG_HELLO, NULL, 0) == 0);
+    uint64_t go = TAG_X;
+    ot_msg_t *m;
+    PCHECK(ot_receive(match_tag, &go, 30000, &m) == 0);
+    ot_msg_free(m);
+    for (int i = 0; i < DS_N; i++)
+        for (int spins = 0; ot_send(ds_old[i], TAG_X, NULL, 0) != -ESRCH && spins < 100000;
+             spins++)
+            ot_yield();
+    /* Scheduler 1, idle, ends their grace periods and sends the PCBs home. */
+    PCHECK(ot_sleep(20) == 0);
+    /* Half as many new ones: they reuse the old PCBs in some order, and
+     * half of the old slots or more stay unused, pointing at PCBs that
+     * live on under other pids. */
+    for (int i = 0; i < DS_N / 2; i++)
+        PCHECK(ot_spawn(waiter_proc, NULL, NULL, &young[i]) == 0);
+    for (int i = 0; i < DS_N; i++)
+        PCHECK(ot_send(ds_old[i], TAG_X, NULL, 0) == -ESRCH);
+    long n = listed(self, buf, sizeof buf / sizeof buf[0]);
+    PCHECK(n == DS_N / 2);
+    for (int i = 0; i < DS_N / 2 && n == DS_N / 2; i++)
+        PCHECK(bsearch(&young[i], buf, (size_t)n, sizeof *buf, cmp_pid) != NULL);
+    stop_all(young, DS_N / 2);
+    PCHECK(ot_send(g_main, TAG_DONE, NULL, 0) == 0);
+}
+
+static void dead_slots(void **state)
+{
+    (void)state;
+    start_rt(2);
+    assert_int_equal(ot_attach(&g_main), 0);
+    ot_pid_t ctl;
+    assert_int_equal(ot_spawn(dead_slots_controller, NULL, NULL, &ctl), 0);
+    ot_msg_t *m;
+    uint64_t tag = TAG_HELLO;
+    assert_int_equal(ot_receive(match_tag, &tag, 30000, &m), 0);
+    ot_msg_free(m);
+    for (int i = 0; i < DS_N; i++)
+        assert_int_equal(ot_send(ds_old[i], TAG_STOP, NULL, 0), 0);
+    tag = TAG_DONE;
+    for (int i = 0; i < DS_N; i++) {
+        assert_int_equal(ot_receive(match_tag, &tag, 30000, &m), 0);
+        int64_t others = -1;
+        memcpy(&others, ot_msg_data(m), sizeof others);
+        assert_int_equal(others, 0);
+        ot_msg_free(m);
+    }
+    assert_int_equal(ot_send(ctl, TAG_X, NULL, 0), 0);
+    assert_int_equal(ot_receive(match_tag, &tag, 60000, &m), 0);
+    assert_int_equal(ot_msg_sender(m), ctl);
+    ot_msg_free(m);
+    assert_int_equal(ot_detach(), 0);
+    stop_rt();
+}
+
 /* ---- forged pids ------------------------------------------------------------ */
 
 static void forged_pids(void **state)
@@ -549,6 +672,7 @@ int main(void)
         cmocka_unit_test_teardown(spawn_storm, teardown),
         cmocka_unit_test_teardown(skynet_tree, teardown),
         cmocka_unit_test_teardown(stale_pids, teardown),
+        cmocka_unit_test_teardown(dead_slots, teardown),
         cmocka_unit_test_teardown(forged_pids, teardown),
         cmocka_unit_test_teardown(stack_size_option, teardown),
         cmocka_unit_test_teardown(scheduler_option, teardown),
