@@ -20,11 +20,14 @@ checks=(
 )
 
 # `deps.sh test` also brings what the tests need beyond the build: the AArch64
-# cross compiler and qemu-user, for the AArch64 context-switch test.
+# cross compiler, its C library headers (only a Recommends of the compiler,
+# which --no-install-recommends leaves out) and qemu-user, for the AArch64
+# context-switch test.
 if [ "${1:-}" = test ]; then
   checks+=(
     "clang-format:command -v clang-format"
     "gcc-aarch64-linux-gnu:command -v aarch64-linux-gnu-gcc"
+    "libc6-dev-arm64-cross:test -f /usr/aarch64-linux-gnu/include/bits/wordsize.h"
     "qemu-user:command -v qemu-aarch64"
   )
 fi
