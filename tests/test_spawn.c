@@ -315,20 +315,16 @@ static long listed(ot_pid_t self, ot_pid_t *buf, size_t cap)
     return k;
 }
 
-static bool tag_done(const ot_msg_t *m, void *arg)
-{
-    (void)arg;
-    return ot_msg_tag(m) == TAG_DONE;
-}
-
-/* Stop each of pids[0..n) and check that it had no other message. */
+/* Stop each of pids[0..n) (waiter_proc) and check that it had no other
+ * message. From a process or an attached thread. */
 static void stop_all(const ot_pid_t *pids, int n)
 {
+    uint64_t done = TAG_DONE;
     for (int i = 0; i < n; i++)
         PCHECK(ot_send(pids[i], TAG_STOP, NULL, 0) == 0);
     for (int i = 0; i < n; i++) {
         ot_msg_t *m;
-        PCHECK(ot_receive(tag_done, NULL, 30000, &m) == 0);
+        PCHECK(ot_receive(match_tag, &done, 30000, &m) == 0);
         int64_t others = -1;
         memcpy(&others, ot_msg_data(m), sizeof others);
         PCHECK(others == 0);
@@ -389,16 +385,8 @@ static void dead_slots(void **state)
     uint64_t tag = TAG_HELLO;
     assert_int_equal(ot_receive(match_tag, &tag, 30000, &m), 0);
     ot_msg_free(m);
-    for (int i = 0; i < DS_N; i++)
-        assert_int_equal(ot_send(ds_old[i], TAG_STOP, NULL, 0), 0);
+    stop_all(ds_old, DS_N);
     tag = TAG_DONE;
-    for (int i = 0; i < DS_N; i++) {
-        assert_int_equal(ot_receive(match_tag, &tag, 30000, &m), 0);
-        int64_t others = -1;
-        memcpy(&others, ot_msg_data(m), sizeof others);
-        assert_int_equal(others, 0);
-        ot_msg_free(m);
-    }
     assert_int_equal(ot_send(ctl, TAG_X, NULL, 0), 0);
     assert_int_equal(ot_receive(match_tag, &tag, 60000, &m), 0);
     assert_int_equal(ot_msg_sender(m), ctl);
