@@ -205,16 +205,17 @@ int main(int argc, char **argv)
             total.stolen += st.stolen;
             total.parks += st.parks;
             total.wakeups += st.wakeups;
+            total.rests += st.rests;
             ot_runtime_stop(rt);
         }
         if (stats)
             fprintf(stderr,
                     "%s: switches %llu runnext %llu steals %llu stolen %llu parks %llu "
-                    "wakeups %llu\n",
+                    "wakeups %llu rests %llu\n",
                     w->name, (unsigned long long)total.switches,
                     (unsigned long long)total.runnext_hits, (unsigned long long)total.steals,
                     (unsigned long long)total.stolen, (unsigned long long)total.parks,
-                    (unsigned long long)total.wakeups);
+                    (unsigned long long)total.wakeups, (unsigned long long)total.rests);
         if (!ok) {
             failed++;
             free(runs);

@@ -155,6 +155,10 @@ struct ot__proc {
 /* A parked scheduler with batches in flight wakes after this to free them. */
 #define OT__RECLAIM_RECHECK_NS 2000000u
 
+/* A thief's rest after steals that did not pay (sched/park.c). */
+#define OT__REST_MIN_NS 8000u
+#define OT__REST_MAX_NS 1000000u
+
 /* The fresh deque: never-run children, newest run first (sched/sched.c). */
 #define OT__FRESH 64
 /* At most this many of them from one parent: past that it is a bulk
@@ -175,7 +179,12 @@ struct ot__sched {
     int32_t budget;            /* reductions left in this turn */
     uint32_t tick;
     bool searching;
-    void *sp; /* the scheduler's own context */
+    /* The last steal, judged when the thief next runs dry (sched/park.c). */
+    uint32_t steal_k;    /* processes it moved; 0 when judged */
+    uint64_t steal_t0;   /* when */
+    uint64_t rest_ns;    /* current rest after poor steals; 0 after a good one */
+    uint64_t steal_cost; /* ns a steal takes, averaged */
+    void *sp;            /* the scheduler's own context */
     void *tsan_fiber;
     void *asan_fake;
     const void *asan_bottom;
@@ -227,7 +236,7 @@ struct ot__sched {
 
     /* Counters: written by the owner (relaxed), read by anyone. */
     _Atomic uint64_t n_spawned, n_died, n_switches, n_steals, n_stolen, n_parks, n_wakeups,
-        n_runnext;
+        n_runnext, n_rests;
 
     /* Injection queue: processes handed over by other threads. Anyone. */
     alignas(64) pthread_mutex_t inj_lock;
@@ -237,7 +246,7 @@ struct ot__sched {
     _Atomic uint32_t tinbox_len;
 
     /* Parking. */
-    alignas(64) _Atomic int parked; /* 1: in the idle set, claimable */
+    alignas(64) _Atomic int parked; /* 1: in the idle set, claimable; 3: resting */
     _Atomic uint32_t wake_word;     /* futex */
     _Atomic int wake_searching;     /* woken to search (counted in nsearching) */
 
@@ -403,6 +412,11 @@ void ot__local_push(ot__sched_t *s, ot__proc_t *p);
 void ot__inject(ot__sched_t *s, ot__proc_t *p);
 /* Take one process from s's injection queue (any thread), or NULL. */
 ot__proc_t *ot__inj_pop(ot__sched_t *s);
+/* Judge s's last steal at `now`, when the work it brought has run out (the
+ * rule is at its definition, sched/park.c): adjusts s->rest_ns and returns
+ * whether s should rest now. */
+bool ot__steal_review(ot__sched_t *s, uint64_t now);
+
 /* Wake one parked scheduler if there is new work and nobody searches. */
 void ot__wake_one_if_needed(struct ot_runtime *rt);
 void ot__wake_sched(ot__sched_t *s);

@@ -64,8 +64,17 @@ void ot__wake_sched(ot__sched_t *s)
     /* seq_cst fence: the work we published is ordered before reading
      * `parked` (pairs with the parker's seq_cst store of parked). */
     atomic_thread_fence(memory_order_seq_cst);
-    if (atomic_load_explicit(&s->parked, memory_order_relaxed) == 1)
+    int v = atomic_load_explicit(&s->parked, memory_order_relaxed);
+    if (v == 1) {
         claim_and_wake(s->rt, s, 0);
+    } else if (v == 3) {
+        /* Resting (not in nparked): work handed to it ends the rest. */
+        if (atomic_compare_exchange_strong_explicit(&s->parked, &v, 0, memory_order_seq_cst,
+                                                    memory_order_relaxed)) {
+            atomic_store_explicit(&s->wake_word, 1, memory_order_seq_cst);
+            ot__futex_wake(&s->wake_word, 1);
+        }
+    }
 }
 
 void ot__wake_one_if_needed(struct ot_runtime *rt)
@@ -100,23 +109,33 @@ static uint64_t rng_next(ot__sched_t *s)
     return x * 0x2545F4914F6CDD1Dull;
 }
 
+/* Count a steal and start judging it (steal_review). */
+static void stolen(ot__sched_t *s, uint32_t moved, uint64_t t0)
+{
+    ot__count(&s->n_steals, 1, memory_order_relaxed);
+    ot__count(&s->n_stolen, moved, memory_order_relaxed);
+    s->steal_k = moved;
+    s->steal_t0 = ot__now_ns();
+    /* An average over about the last eight steals. */
+    uint64_t c = s->steal_t0 - t0;
+    s->steal_cost = s->steal_cost ? s->steal_cost - s->steal_cost / 8 + c / 8 : c;
+}
+
 static ot__proc_t *steal_from(ot__sched_t *s, ot__sched_t *v)
 {
-    bool half = s->rt->policy.steal_half;
+    uint64_t t0 = ot__now_ns();
+    /* After poor steals, one process: a probe of whether stealing pays. */
+    bool half = s->rt->policy.steal_half && !s->rest_ns;
     for (int q = 0; q < 3; q++) {
         uint32_t moved;
         ot__proc_t *p = ot__runq_steal(&v->rq[q], &s->rq[q], half, &moved);
         if (p) {
-            ot__count(&s->n_steals, 1, memory_order_relaxed);
-            ot__count(&s->n_stolen, moved, memory_order_relaxed);
+            stolen(s, moved, t0);
             return p;
         }
     }
     ot__proc_t *p = ot__inj_pop(v);
-    if (p) {
-        ot__count(&s->n_steals, 1, memory_order_relaxed);
-        ot__count(&s->n_stolen, 1, memory_order_relaxed);
-    }
+    if (p) stolen(s, 1, t0);
     return p;
 }
 
@@ -185,11 +204,11 @@ static void unpark_self(ot__sched_t *s)
     int v = atomic_exchange_explicit(&s->parked, 0, memory_order_seq_cst);
     if (v == 1)
         atomic_fetch_sub_explicit(&s->rt->nparked, 1, memory_order_seq_cst);
-    else if (v == 2)
+    else if (v == 2)         /* (3, resting, was never counted anywhere) */
         s->searching = true; /* the waker counted us in nsearching */
 }
 
-static void park(ot__sched_t *s, bool was_searching)
+static void park(ot__sched_t *s, bool was_searching, uint64_t rest_until)
 {
     struct ot_runtime *rt = s->rt;
     if (s->ndead || s->dead) ot__reclaim_handoff(s);
@@ -212,15 +231,17 @@ static void park(ot__sched_t *s, bool was_searching)
         uint64_t soon = ot__now_ns() + OT__RECLAIM_RECHECK_NS;
         if (!deadline || soon < deadline) deadline = soon;
     }
+    if (rest_until && (!deadline || rest_until < deadline)) deadline = rest_until;
 
-    atomic_store_explicit(&s->parked, 1, memory_order_seq_cst);
-    atomic_fetch_add_explicit(&rt->nparked, 1, memory_order_seq_cst);
-    if (work_visible(s, was_searching) ||
+    int mark = rest_until ? 3 : 1;
+    atomic_store_explicit(&s->parked, mark, memory_order_seq_cst);
+    if (!rest_until) atomic_fetch_add_explicit(&rt->nparked, 1, memory_order_seq_cst);
+    if (work_visible(s, was_searching && !rest_until) ||
         atomic_load_explicit(&rt->shutdown, memory_order_seq_cst)) {
         unpark_self(s);
         return;
     }
-    ot__count(&s->n_parks, 1, memory_order_relaxed);
+    ot__count(rest_until ? &s->n_rests : &s->n_parks, 1, memory_order_relaxed);
     /* A parked scheduler holds up no grace period of either kind (the
      * epoch's going offline releases ot__rcu_sync for both). */
     ot__epoch_sched_offline(s);
@@ -228,7 +249,7 @@ static void park(ot__sched_t *s, bool was_searching)
     for (;;) {
         /* seq_cst reset before re-reading parked: see claim_and_wake. */
         atomic_store_explicit(&s->wake_word, 0, memory_order_seq_cst);
-        if (atomic_load_explicit(&s->parked, memory_order_seq_cst) != 1) break;
+        if (atomic_load_explicit(&s->parked, memory_order_seq_cst) != mark) break;
         if (atomic_load_explicit(&rt->shutdown, memory_order_acquire)) break;
         int64_t tmo = -1;
         if (deadline) {
@@ -243,10 +264,63 @@ static void park(ot__sched_t *s, bool was_searching)
     unpark_self(s);
 }
 
+/* ot__steal_review: judging a steal.
+ *
+ * Moving a process costs the lines it takes along: its control block and
+ * stack, which the thief pulls over and the victim's pool later takes back,
+ * and the mailboxes it then talks to. On a machine whose cores are far
+ * apart a process that runs a microsecond and sends one message costs more
+ * to move than to run where it is: spawn_exit on two cores of a Zen 5 VM
+ * (448 ns cache-line round trip) took 106 ns per process on one scheduler
+ * and 225 on two, the thief taking 29% of the children. So a thief weighs
+ * what a steal brought against what it cost:
+ *
+ * - the cost is the time a steal takes (steal_from: reading and moving the
+ *   victim's queue lines), an average kept per thief; it tracks the
+ *   distance between the cores without a calibration run;
+ * - what it brought is the time from the steal until the thief next runs
+ *   dry: the stolen processes and everything they spawned or woke here;
+ * - the steal paid if that is at least policy.steal_pays times the cost
+ *   per process moved. 0 turns the rule off (the "eager" policy).
+ *
+ * A steal that did not pay makes the thief rest: a timed sleep outside the
+ * idle set (sched/PARK.md), so a victim's pushes do not wake it, starting
+ * at OT__REST_MIN_NS and doubling up to OT__REST_MAX_NS while steals keep not
+ * paying; one that paid halves the rest (to none below the minimum), and
+ * until it is none a thief takes one process per steal, not half. A
+ * workload whose moves pay (skynet's subtrees, a long computation) thus
+ * steals as before; one whose moves do not settles on one probe per rest.
+ * Measured with bench/ab.sh over 9 rounds (medians, ns): spawn_exit 227 ->
+ * 121, link_exit_storm 654 -> 562, skynet 210 -> 225 (its runs spread
+ * 190-240 under either rule). Factors 2, 3, 6 and 8 and a minimum rest of
+ * 4 and 16 us were measured too: lower factors left spawn_exit at 126-138
+ * and link_exit_storm at 711-850 (a mix of small steals and rests worse
+ * than either extreme), higher ones cost skynet 235-242. */
+bool ot__steal_review(ot__sched_t *s, uint64_t now)
+{
+    if (!s->steal_k) return false;
+    uint64_t brought = now - s->steal_t0;
+    uint64_t cost = (uint64_t)s->steal_k * s->steal_cost;
+    s->steal_k = 0;
+    if (brought >= s->rt->policy.steal_pays * cost) {
+        s->rest_ns /= 2;
+        if (s->rest_ns < OT__REST_MIN_NS) s->rest_ns = 0;
+        return false;
+    }
+    s->rest_ns = s->rest_ns ? s->rest_ns * 2 : OT__REST_MIN_NS;
+    if (s->rest_ns > OT__REST_MAX_NS) s->rest_ns = OT__REST_MAX_NS;
+    return true;
+}
+
 ot__proc_t *ot__find_work(ot__sched_t *s)
 {
     struct ot_runtime *rt = s->rt;
     bool searched = false;
+    if (rt->nsched > 1 && ot__steal_review(s, ot__now_ns())) {
+        if (s->searching) stop_searching(s, false);
+        park(s, false, ot__now_ns() + s->rest_ns);
+        return NULL; /* the loop looks at the local queues, then here again */
+    }
     if (rt->nsched > 1) {
         if (!s->searching) {
             int n = atomic_load_explicit(&rt->nsearching, memory_order_relaxed);
@@ -275,6 +349,6 @@ ot__proc_t *ot__find_work(ot__sched_t *s)
             stop_searching(s, false);
         }
     }
-    park(s, searched);
+    park(s, searched, 0);
     return NULL;
 }

@@ -8,22 +8,24 @@
 static const ot__policy_t policies[] = {
     /* Go's and Tokio's shape: nearest victims first, steal half, LIFO
      * run-next slot for the woken receiver, a short spin before parking. */
-    {"default", OT__VICTIM_DISTANCE, true, 16, 4000, true, true},
+    {"default", OT__VICTIM_DISTANCE, true, 16, 4000, true, true, 4},
     /* Victims in random order, ignoring the topology. */
-    {"random", OT__VICTIM_RANDOM, true, 16, 4000, true, true},
+    {"random", OT__VICTIM_RANDOM, true, 16, 4000, true, true, 4},
     /* Steal one process at a time. */
-    {"steal-one", OT__VICTIM_DISTANCE, false, 16, 4000, true, true},
+    {"steal-one", OT__VICTIM_DISTANCE, false, 16, 4000, true, true, 4},
     /* Park as soon as one sweep finds nothing. */
-    {"no-spin", OT__VICTIM_DISTANCE, true, 1, 4000, true, true},
+    {"no-spin", OT__VICTIM_DISTANCE, true, 1, 4000, true, true, 4},
     /* No run-next slot: a woken process goes to the back of the queue. */
-    {"fifo", OT__VICTIM_DISTANCE, true, 16, 4000, false, false},
+    {"fifo", OT__VICTIM_DISTANCE, true, 16, 4000, false, false, 4},
     /* Spawn trees breadth first: a never-run child displaced from the
      * run-next slot joins the run queue (no fresh deque). */
-    {"breadth-first", OT__VICTIM_DISTANCE, true, 16, 4000, true, false},
+    {"breadth-first", OT__VICTIM_DISTANCE, true, 16, 4000, true, false, 4},
+    /* Steal whenever there is work to steal, whatever moving it costs. */
+    {"eager", OT__VICTIM_DISTANCE, true, 16, 4000, true, true, 0},
 };
 
 static const char *const names[] = {"default", "random",        "steal-one", "no-spin",
-                                    "fifo",    "breadth-first", NULL};
+                                    "fifo",    "breadth-first", "eager",     NULL};
 
 const ot__policy_t *ot__policy_find(const char *name)
 {

@@ -378,6 +378,7 @@ int ot_runtime_stats(const ot_runtime_t *rt, ot_sched_stats_t *out)
         out->parks += atomic_load_explicit(&s->n_parks, memory_order_relaxed);
         out->wakeups += atomic_load_explicit(&s->n_wakeups, memory_order_relaxed);
         out->runnext_hits += atomic_load_explicit(&s->n_runnext, memory_order_relaxed);
+        out->rests += atomic_load_explicit(&s->n_rests, memory_order_relaxed);
     }
     return 0;
 }

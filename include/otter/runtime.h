@@ -94,6 +94,7 @@ typedef struct ot_sched_stats {
     uint64_t parks;        /* times a scheduler went to sleep */
     uint64_t wakeups;      /* times a parked scheduler was woken */
     uint64_t runnext_hits; /* resumptions through the run-next slot */
+    uint64_t rests;        /* timed sleeps of a thief after steals that did not pay */
 } ot_sched_stats_t;
 
 /* Fill *out with the sum of the schedulers' counters. The counters are
