@@ -184,6 +184,7 @@ struct ot__sched {
     uint64_t steal_t0;   /* when */
     uint64_t rest_ns;    /* current rest after poor steals; 0 after a good one */
     uint64_t steal_cost; /* ns a steal takes, averaged */
+    uint64_t won, paid;  /* what recent steals brought and cost, averaged */
     void *sp;            /* the scheduler's own context */
     void *tsan_fiber;
     void *asan_fake;

@@ -264,7 +264,7 @@ static void park(ot__sched_t *s, bool was_searching, uint64_t rest_until)
     unpark_self(s);
 }
 
-/* ot__steal_review: judging a steal.
+/* ot__steal_review: do steals pay?
  *
  * Moving a process costs the lines it takes along: its control block and
  * stack, which the thief pulls over and the victim's pool later takes back,
@@ -273,36 +273,51 @@ static void park(ot__sched_t *s, bool was_searching, uint64_t rest_until)
  * to move than to run where it is: spawn_exit on two cores of a Zen 5 VM
  * (448 ns cache-line round trip) took 106 ns per process on one scheduler
  * and 225 on two, the thief taking 29% of the children. So a thief weighs
- * what a steal brought against what it cost:
+ * what its steals bring against what they cost:
  *
- * - the cost is the time a steal takes (steal_from: reading and moving the
- *   victim's queue lines), an average kept per thief; it tracks the
- *   distance between the cores without a calibration run;
- * - what it brought is the time from the steal until the thief next runs
- *   dry: the stolen processes and everything they spawned or woke here;
- * - the steal paid if that is at least policy.steal_pays times the cost
- *   per process moved. 0 turns the rule off (the "eager" policy).
+ * - a process moved is taken to cost what a steal takes (steal_from:
+ *   reading and moving the victim's queue lines, a few cross-core misses),
+ *   averaged per thief, which tracks the distance between the cores
+ *   without a calibration run;
+ * - a steal brought the time from the steal until the thief next runs dry:
+ *   the stolen processes and everything they spawned or woke here;
+ * - steals pay while what they brought is at least policy.steal_pays
+ *   times what they cost, both averaged over about the last eight steals
+ *   (won, paid). The sums, not each steal: skynet's thief steals many
+ *   small subtrees that do not pay alone and a few big ones that pay for
+ *   all; judged one by one, it rested after the small ones and skynet ran
+ *   8-15% slower. 0 turns the rule off (the "eager" policy).
  *
- * A steal that did not pay makes the thief rest: a timed sleep outside the
- * idle set (sched/PARK.md), so a victim's pushes do not wake it, starting
- * at OT__REST_MIN_NS and doubling up to OT__REST_MAX_NS while steals keep not
- * paying; one that paid halves the rest (to none below the minimum), and
+ * When steals do not pay the thief rests: a timed sleep outside the idle
+ * set (sched/PARK.md), so a victim's pushes do not wake it, starting at
+ * OT__REST_MIN_NS and doubling up to OT__REST_MAX_NS while steals keep not
+ * paying; when they pay the rest halves (to none below the minimum), and
  * until it is none a thief takes one process per steal, not half. A
- * workload whose moves pay (skynet's subtrees, a long computation) thus
- * steals as before; one whose moves do not settles on one probe per rest.
- * Measured with bench/ab.sh over 9 rounds (medians, ns): spawn_exit 227 ->
- * 121, link_exit_storm 654 -> 562, skynet 210 -> 225 (its runs spread
- * 190-240 under either rule). Factors 2, 3, 6 and 8 and a minimum rest of
- * 4 and 16 us were measured too: lower factors left spawn_exit at 126-138
- * and link_exit_storm at 711-850 (a mix of small steals and rests worse
- * than either extreme), higher ones cost skynet 235-242. */
+ * workload whose moves pay (skynet, a long computation) steals as before;
+ * one whose moves do not settles on one probe per rest.
+ *
+ * Measured with bench/ab.sh (medians of 7-15 alternating rounds, ns,
+ * against the eager rule): spawn_exit 228 -> 120, skynet 192 -> 194,
+ * link_exit_storm ~650 either way. A factor of 3 gave spawn_exit 117,
+ * skynet 208 and link_exit_storm 570; 4, 113-121, 223 and 562-578; a
+ * factor judged per steal instead of on the sums, 4: 115, 227, 579; per
+ * steal with factors 2-3 link_exit_storm went to 711-850, a mix of small
+ * steals and rests worse than either extreme. Minimum rests of 4 and
+ * 16 us measured no better than 8. */
 bool ot__steal_review(ot__sched_t *s, uint64_t now)
 {
     if (!s->steal_k) return false;
     uint64_t brought = now - s->steal_t0;
     uint64_t cost = (uint64_t)s->steal_k * s->steal_cost;
     s->steal_k = 0;
-    if (brought >= s->rt->policy.steal_pays * cost) {
+    if (!s->paid) {
+        s->won = brought;
+        s->paid = cost;
+    } else {
+        s->won = s->won - s->won / 8 + brought / 8;
+        s->paid = s->paid - s->paid / 8 + cost / 8;
+    }
+    if (s->won >= (uint64_t)s->rt->policy.steal_pays * s->paid) {
         s->rest_ns /= 2;
         if (s->rest_ns < OT__REST_MIN_NS) s->rest_ns = 0;
         return false;

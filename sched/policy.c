@@ -8,18 +8,18 @@
 static const ot__policy_t policies[] = {
     /* Go's and Tokio's shape: nearest victims first, steal half, LIFO
      * run-next slot for the woken receiver, a short spin before parking. */
-    {"default", OT__VICTIM_DISTANCE, true, 16, 4000, true, true, 4},
+    {"default", OT__VICTIM_DISTANCE, true, 16, 4000, true, true, 2},
     /* Victims in random order, ignoring the topology. */
-    {"random", OT__VICTIM_RANDOM, true, 16, 4000, true, true, 4},
+    {"random", OT__VICTIM_RANDOM, true, 16, 4000, true, true, 2},
     /* Steal one process at a time. */
-    {"steal-one", OT__VICTIM_DISTANCE, false, 16, 4000, true, true, 4},
+    {"steal-one", OT__VICTIM_DISTANCE, false, 16, 4000, true, true, 2},
     /* Park as soon as one sweep finds nothing. */
-    {"no-spin", OT__VICTIM_DISTANCE, true, 1, 4000, true, true, 4},
+    {"no-spin", OT__VICTIM_DISTANCE, true, 1, 4000, true, true, 2},
     /* No run-next slot: a woken process goes to the back of the queue. */
-    {"fifo", OT__VICTIM_DISTANCE, true, 16, 4000, false, false, 4},
+    {"fifo", OT__VICTIM_DISTANCE, true, 16, 4000, false, false, 2},
     /* Spawn trees breadth first: a never-run child displaced from the
      * run-next slot joins the run queue (no fresh deque). */
-    {"breadth-first", OT__VICTIM_DISTANCE, true, 16, 4000, true, false, 4},
+    {"breadth-first", OT__VICTIM_DISTANCE, true, 16, 4000, true, false, 2},
     /* Steal whenever there is work to steal, whatever moving it costs. */
     {"eager", OT__VICTIM_DISTANCE, true, 16, 4000, true, true, 0},
 };

@@ -15,8 +15,8 @@ typedef struct ot__policy {
     int32_t reductions;   /* budget per turn (BEAM: 4000) */
     bool runnext;         /* a process woken by a send runs next on the sender's core */
     bool depth_first;     /* never-run children wait in the fresh deque, newest first */
-    unsigned steal_pays;  /* a steal must bring this many times its cost per process
-                             moved, or the thief rests (sched/park.c); 0: always steal */
+    unsigned steal_pays;  /* steals must bring this many times what they cost, or the
+                             thief rests (sched/park.c); 0: always steal */
 } ot__policy_t;
 
 /* The policy called `name` (NULL = "default"), or NULL if unknown. */
