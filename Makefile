@@ -27,7 +27,7 @@ bench: build
 	@$(BUILD)/bench/otter-bench $(BENCH_ARGS)
 
 bench-compare: build
-	@bash bench/compare.sh $(BUILD) $(BENCH_ARGS)
+	@PEER=$(PEER) bash bench/compare.sh $(BUILD) $(BENCH_ARGS)
 
 install: build
 	@cmake --install $(BUILD) $(if $(PREFIX),--prefix $(PREFIX))

@@ -1,6 +1,7 @@
 /* otter-bench: runs the named macro workloads and prints a table (and, with
- * --json, a stable JSON document). With --baseline it reads the BEAM's
- * figures (bench/erlang/run.sh writes them) and prints the ratios. */
+ * --json, a stable JSON document). With --baseline it reads a peer's
+ * figures (bench/erlang/run.sh and bench/tokio/run.sh write them) and
+ * prints the ratios, under the peer's name (--baseline-name, "BEAM"). */
 #include <getopt.h>
 #include <math.h>
 #include <regex.h>
@@ -43,7 +44,8 @@ static void usage(FILE *f)
     fprintf(
         f,
         "usage: otter-bench [--list] [--filter REGEX] [--schedulers N] [--policy P]\n"
-        "                   [--repetitions N] [--json FILE] [--baseline FILE.tsv] [--stats]\n");
+        "                   [--repetitions N] [--json FILE] [--baseline FILE.tsv]\n"
+        "                   [--baseline-name NAME] [--stats]\n");
 }
 
 static const char *cpu_model(char *buf, size_t n)
@@ -110,6 +112,7 @@ static void json_num(FILE *f, const char *key, double v, int last)
 int main(int argc, char **argv)
 {
     const char *filter = NULL, *json = NULL, *policy = NULL, *baseline = NULL;
+    const char *base_name = "BEAM";
     unsigned scheds = 0, reps = 1;
     int list = 0, stats = 0;
     static const struct option opts[] = {{"list", no_argument, 0, 'l'},
@@ -119,6 +122,7 @@ int main(int argc, char **argv)
                                          {"repetitions", required_argument, 0, 'r'},
                                          {"json", required_argument, 0, 'j'},
                                          {"baseline", required_argument, 0, 'b'},
+                                         {"baseline-name", required_argument, 0, 'B'},
                                          {"help", no_argument, 0, 'h'},
                                          {"stats", no_argument, 0, 'S'},
                                          {0, 0, 0, 0}};
@@ -132,6 +136,7 @@ int main(int argc, char **argv)
         case 'r': reps = (unsigned)atoi(optarg); break;
         case 'j': json = optarg; break;
         case 'b': baseline = optarg; break;
+        case 'B': base_name = optarg; break;
         case 'h': usage(stdout); return 0;
         case 'S': stats = 1; break;
         default: usage(stderr); return 2;
@@ -238,7 +243,12 @@ int main(int argc, char **argv)
 
     printf("%-20s %12s %14s %10s %10s %10s %22s", "workload", "ns/op", "ops/s", "p50 ns",
            "p99 ns", "p99.9 ns", "value");
-    if (nbase) printf(" %12s %9s", "BEAM ns/op", "x BEAM");
+    if (nbase) {
+        char h1[64], h2[64];
+        snprintf(h1, sizeof h1, "%s ns/op", base_name);
+        snprintf(h2, sizeof h2, "x %s", base_name);
+        printf(" %12s %9s", h1, h2);
+    }
     printf("\n");
     for (int i = 0; i < nres; i++) {
         otb_result_t *r = &results[i].r;
