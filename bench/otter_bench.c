@@ -41,11 +41,9 @@ static int cmp_double(const void *a, const void *b)
 
 static void usage(FILE *f)
 {
-    fprintf(
-        f,
-        "usage: otter-bench [--list] [--filter REGEX] [--schedulers N] [--policy P]\n"
-        "                   [--repetitions N] [--json FILE] [--baseline FILE.tsv]\n"
-        "                   [--baseline-name NAME] [--stats]\n");
+    fprintf(f, "usage: otter-bench [--list] [--filter REGEX] [--schedulers N] [--policy P]\n"
+               "                   [--repetitions N] [--json FILE] [--baseline FILE.tsv]\n"
+               "                   [--baseline-name NAME] [--stats]\n");
 }
 
 static const char *cpu_model(char *buf, size_t n)
