@@ -165,9 +165,10 @@ struct ot__proc {
  * spawner, whose children go to the run queue, where thieves see them. */
 #define OT__FRESH_PER_PARENT 16
 /* One pick in OT__FRESH_AGE looks at the deque's oldest child, and moves it
- * to the run queue if it has waited OT__FRESH_WAIT picks. */
+ * to the run queue if it has waited OT__FRESH_WAIT picks and no child was
+ * aged for as long. */
 #define OT__FRESH_AGE 1024u
-#define OT__FRESH_WAIT 262144u
+#define OT__FRESH_WAIT 1048576u
 
 struct ot__sched {
     /* Owner-only, hot. */
@@ -198,6 +199,7 @@ struct ot__sched {
     ot__proc_t *fresh[OT__FRESH];   /* never-run children (sched/sched.c) */
     ot_pid_t fresh_by[OT__FRESH];   /* the pid of the process that spawned each */
     uint32_t fresh_tick[OT__FRESH]; /* the tick when each was pushed */
+    uint32_t fresh_aged;            /* the tick of the last aging */
 
     ot__runq_t rq[3]; /* max, high, normal+low */
 

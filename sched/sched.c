@@ -127,27 +127,39 @@ void ot__runnext_push(ot__sched_t *s, ot__proc_t *p)
  *
  * The deque is the owner's alone (plain loads and stores): thieves see
  * only the run queue. So that it never hides work from a core that could
- * run it:
- * - while some scheduler is parked or searching, displaced children go to
- *   the run queue (and wake one), as before;
- * - when the owner picks its next process with an empty run queue while a
- *   scheduler searches or sleeps, the older half moves to the run queue
- *   (fresh_pop);
- * - a bulk spawner (OT__FRESH_PER_PARENT children waiting, or a process
- *   that spends its turn spawning, spawn_exit's driver) sends its children
- *   to the run queue in spawn order, where thieves take them in halves.
+ * run it, while some scheduler is parked or searching and the run queue is
+ * empty, the deque's oldest entry moves to the run queue, and one idle
+ * scheduler is woken: when a displaced child joins the deque (fresh_keep)
+ * and when the owner picks from it (fresh_pop). The oldest entry is the
+ * biggest subtree, and one at a time is what one thief takes: skynet on
+ * two schedulers ran at 232 ns per process when displaced children went
+ * to the run queue themselves whenever a scheduler was idle (the newest,
+ * so mostly leaves) and the older half of the deque followed at each pick;
+ * the thief's steals were small, its FIFO run queue started them side by
+ * side, and 12,000 stacks were carved per run. Oldest, one at a time: 120
+ * ns, 2,600-4,200 stacks (bench/ab.sh, 7 rounds). A bulk spawner
+ * (OT__FRESH_PER_PARENT children waiting, or a process that spends its turn
+ * spawning, spawn_exit's driver) sends its children to the run queue in
+ * spawn order, where thieves take them in halves.
+ *
  * And so that nothing waits in it forever (the newest-first order alone
  * would let a busy top starve the bottom): one pick in OT__FRESH_AGE looks
  * at the oldest entry and moves it to the run queue's tail (fresh_age) if
- * it has waited OT__FRESH_WAIT picks (tens of milliseconds). Every entry thus
- * reaches the FIFO run queue, which has one pick in eight, within about
- * OT__FRESH_WAIT + OT__FRESH * OT__FRESH_AGE picks; a child displaced from
- * a full deque goes there at once. Aging goes by waiting time, and late,
- * because the oldest entries are the biggest subtrees, and a depth-first
- * walk leaves them waiting by design: a tree of 111,111 on one scheduler
- * had 6 processes started and unfinished at its peak without aging, 6
- * with a wait of 2^18 picks, 845 with 2^16, 1351 aging one entry every
- * 1024 picks, and 1625 breadth first (the run queue alone). */
+ * it has waited OT__FRESH_WAIT picks and nothing was aged for as long. The
+ * oldest entry thus reaches the FIFO run queue, which has one pick in
+ * eight, within about OT__FRESH_WAIT + OT__FRESH_AGE picks (~0.1 s at
+ * 100 ns a pick), the k-th oldest within k times that; a child displaced
+ * from a full deque goes there at once. Aging goes by waiting time, late
+ * and one at a time, because the oldest entries are the biggest subtrees,
+ * and a depth-first walk leaves them waiting by design. Every aged subtree
+ * starts beside the walk in progress, and their displaced children fill
+ * the deque, which then overflows into the run queue: breadth first. A
+ * tree of 111,111 on one scheduler had 6 processes started and unfinished
+ * at its peak without aging, 6 with a wait of 2^18 picks, 845 with 2^16,
+ * 1351 aging one entry every 1024 picks, and 1625 breadth first (the run
+ * queue alone). skynet's 1,111,111 (2.2 million picks) outgrew 2^18:
+ * 8,417 stacks in use at once, ~400 ns per process on one scheduler; with
+ * 2^20, 8 stacks and 134-175 ns. */
 
 static inline unsigned fresh_len(const ot__sched_t *s)
 {
@@ -185,12 +197,12 @@ static inline bool someone_idle(const struct ot_runtime *rt)
 }
 
 /* Keep `old`, a child displaced from the run-next slot by a newer one of
- * the current process, on the fresh deque; false when it must go to the
- * run queue instead: it has run already, the policy is breadth first, the
- * deque is full (its older siblings, bigger subtrees, stay: moving those
- * instead let skynet start more subtrees at once, 106 -> 122 ns per
- * process), a scheduler is idle, or the current process is a bulk
- * spawner. A bulk spawner's children kept so far go to the run queue
+ * the current process, on the fresh deque (and show an idle scheduler the
+ * deque's oldest entry); false when it must go to the run queue instead:
+ * it has run already, the policy is breadth first, the deque is full (its
+ * older siblings, bigger subtrees, stay: moving those instead let skynet
+ * start more subtrees at once, 106 -> 122 ns per process), or the current
+ * process is a bulk spawner. A bulk spawner's children kept so far go to the run queue
  * first, and so will its next ones until it waits or exits
  * (finish_switch_out), on whatever scheduler it moves to (the mark is the
  * process's). */
@@ -205,12 +217,15 @@ static bool fresh_keep(ot__sched_t *s, ot__proc_t *old)
         fresh_flush(s, parent);
         return false;
     }
-    if (old->stack || n == OT__FRESH || !s->rt->policy.depth_first || someone_idle(s->rt))
-        return false;
+    if (old->stack || n == OT__FRESH || !s->rt->policy.depth_first) return false;
     unsigned i = s->fresh_t++ % OT__FRESH;
     s->fresh[i] = old;
     s->fresh_by[i] = parent;
     s->fresh_tick[i] = s->tick;
+    if (!ot__runq_len(&s->rq[2]) && someone_idle(s->rt)) { /* see the top */
+        fresh_age(s);
+        ot__wake_one_if_needed(s->rt);
+    }
     return true;
 }
 
@@ -228,8 +243,7 @@ static inline ot__proc_t *fresh_pop(ot__sched_t *s)
     unsigned n = fresh_len(s);
     if (!n) return NULL;
     if (n > 1 && !ot__runq_len(&s->rq[2]) && someone_idle(s->rt)) {
-        for (unsigned i = 0; i < n / 2; i++)
-            fresh_age(s);
+        fresh_age(s);
         ot__wake_one_if_needed(s->rt);
     }
     return s->fresh[--s->fresh_t % OT__FRESH];
@@ -281,7 +295,9 @@ static ot__proc_t *next_local(ot__sched_t *s)
     if (s->tick & 7) {
         if ((p = fresh_pop(s))) goto fresh;
     } else if ((s->tick % OT__FRESH_AGE) == 0 && fresh_len(s) &&
-               s->tick - s->fresh_tick[s->fresh_h % OT__FRESH] >= OT__FRESH_WAIT) {
+               s->tick - s->fresh_tick[s->fresh_h % OT__FRESH] >= OT__FRESH_WAIT &&
+               s->tick - s->fresh_aged >= OT__FRESH_WAIT) {
+        s->fresh_aged = s->tick;
         fresh_age(s);
     }
     if ((p = pop_normal(s)) || (p = fresh_pop(s))) goto fresh;

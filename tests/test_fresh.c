@@ -74,11 +74,11 @@ static void tree_node(void *arg)
 
 /* A tree with `leaves` leaves on one scheduler under `policy`; returns the
  * most processes started and not finished at once. */
-static long run_tree(const char *policy, uint64_t leaves)
+static long run_tree(const char *policy, unsigned schedulers, uint64_t leaves)
 {
     ot_config_t cfg;
     ot_config_init(&cfg);
-    cfg.schedulers = 1;
+    cfg.schedulers = schedulers;
     cfg.stop_grace_ms = 200;
     cfg.policy = policy;
     start_cfg(&cfg);
@@ -96,8 +96,8 @@ static long run_tree(const char *policy, uint64_t leaves)
     ot_msg_free(m);
     assert_int_equal(sum, leaves * (leaves - 1) / 2);
     long peak = atomic_load(&g_peak);
-    fprintf(stderr, "%s: tree of %llu leaves, at most %ld alive at once\n", policy,
-            (unsigned long long)leaves, peak);
+    fprintf(stderr, "%s, %u scheduler(s): tree of %llu leaves, at most %ld alive at once\n",
+            policy, schedulers, (unsigned long long)leaves, peak);
     assert_int_equal(ot_detach(), 0);
     stop_rt();
     return peak;
@@ -112,8 +112,8 @@ static void tree_walks_depth_first(void **state)
 {
     (void)state;
     uint64_t leaves = g_san ? 10000 : 100000;
-    long depth = run_tree("default", leaves);
-    long breadth = run_tree("breadth-first", leaves);
+    long depth = run_tree("default", 1, leaves);
+    long breadth = run_tree("breadth-first", 1, leaves);
     assert_true(depth <= 50);
     assert_true(breadth >= 4 * depth);
 }
@@ -164,7 +164,7 @@ static void bulk_spawn_keeps_order(void **state)
 
 /* ---- no starvation ------------------------------------------------------- */
 
-#define CHURN 600000
+#define CHURN 2400000
 
 static atomic_long g_churned, g_old_ran_at;
 
@@ -203,11 +203,11 @@ static void churn_root(void *arg)
 
 /* Newest first alone, old_child would wait for the whole churn (CHURN
  * picks). Aged into the run queue once it has waited OT__FRESH_WAIT picks
- * (262,144), it runs after about that many. */
+ * (1,048,576), it runs after about that many (1,049,598 here). */
 static void old_child_not_starved(void **state)
 {
     (void)state;
-    /* 1.2 million processes: minutes under TSan, for owner-only code with
+    /* 4.8 million processes: minutes under TSan, for owner-only code with
      * nothing concurrent in it. */
     if (g_san) skip();
     start_rt(1);
@@ -255,7 +255,8 @@ static void pair_spawner(void *arg)
     PCHECK(ot_spawn(waiter, NULL, NULL, NULL) == 0);
 }
 
-/* With the other scheduler parked, the first child goes to the run queue
+/* With the other scheduler parked, the first child (the deque's oldest entry
+ * when the second displaces it) goes to the run queue
  * and wakes it. The rule reads the parked and searching counts at the
  * spawn, so a scheduler caught between states (woken by its own timer,
  * say) can miss it, and the child waits in the deque behind a process
