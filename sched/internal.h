@@ -180,6 +180,7 @@ struct ot__sched {
     int32_t budget;            /* reductions left in this turn */
     uint32_t tick;
     bool searching;
+    bool spawn_yield; /* the current process yields inside a spawn */
     /* The last steal, judged when the thief next runs dry (sched/park.c). */
     uint32_t steal_k;    /* processes it moved; 0 when judged */
     uint64_t steal_t0;   /* when */
@@ -240,6 +241,12 @@ struct ot__sched {
     /* Counters: written by the owner (relaxed), read by anyone. */
     _Atomic uint64_t n_spawned, n_died, n_switches, n_steals, n_stolen, n_parks, n_wakeups,
         n_runnext, n_rests;
+
+    /* The offer: one never-run child from the fresh deque, shown to idle
+     * schedulers (sched/sched.c, fresh_offer). The owner stores into it
+     * only when it is empty; whoever exchanges it out runs the child. */
+    alignas(64) _Atomic(ot__proc_t *) offer;
+    uint32_t offer_tick; /* owner: the tick of the offer */
 
     /* Injection queue: processes handed over by other threads. Anyone. */
     alignas(64) pthread_mutex_t inj_lock;
@@ -415,6 +422,15 @@ void ot__local_push(ot__sched_t *s, ot__proc_t *p);
 void ot__inject(ot__sched_t *s, ot__proc_t *p);
 /* Take one process from s's injection queue (any thread), or NULL. */
 ot__proc_t *ot__inj_pop(ot__sched_t *s);
+/* Take s's offered never-run child, if any (any thread). */
+static inline ot__proc_t *ot__offer_take(ot__sched_t *s)
+{
+    if (!atomic_load_explicit(&s->offer, memory_order_relaxed)) return NULL;
+    /* Acquire: pairs with the owner's release store of the offer (the
+     * child's control block, written at spawn, is visible). */
+    return atomic_exchange_explicit(&s->offer, NULL, memory_order_acquire);
+}
+
 /* Judge s's last steal at `now`, when the work it brought has run out (the
  * rule is at its definition, sched/park.c): adjusts s->rest_ns and returns
  * whether s should rest now. */

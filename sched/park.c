@@ -124,6 +124,13 @@ static void stolen(ot__sched_t *s, uint32_t moved, uint64_t t0)
 static ot__proc_t *steal_from(ot__sched_t *s, ot__sched_t *v)
 {
     uint64_t t0 = ot__now_ns();
+    /* What the victim offers first: its oldest never-run child, the
+     * biggest subtree (sched/sched.c). */
+    ot__proc_t *o = ot__offer_take(v);
+    if (o) {
+        stolen(s, 1, t0);
+        return o;
+    }
     /* After poor steals, one process: a probe of whether stealing pays. */
     bool half = s->rt->policy.steal_half && !s->rest_ns;
     for (int q = 0; q < 3; q++) {
@@ -171,7 +178,9 @@ static ot__proc_t *steal_any(ot__sched_t *s)
 static bool work_visible(ot__sched_t *s, bool others)
 {
     struct ot_runtime *rt = s->rt;
-    if (s->runnext || s->fresh_t != s->fresh_h) return true;
+    if (s->runnext || s->fresh_t != s->fresh_h ||
+        atomic_load_explicit(&s->offer, memory_order_seq_cst))
+        return true;
     for (int q = 0; q < 3; q++)
         if (ot__runq_len(&s->rq[q])) return true;
     if (atomic_load_explicit(&s->inj_len, memory_order_seq_cst) ||
@@ -185,7 +194,9 @@ static bool work_visible(ot__sched_t *s, bool others)
             if (v == s) continue;
             for (int q = 0; q < 3; q++)
                 if (ot__runq_len(&v->rq[q])) return true;
-            if (atomic_load_explicit(&v->inj_len, memory_order_seq_cst)) return true;
+            if (atomic_load_explicit(&v->inj_len, memory_order_seq_cst) ||
+                atomic_load_explicit(&v->offer, memory_order_seq_cst))
+                return true;
         }
     }
     return false;

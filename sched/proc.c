@@ -236,8 +236,10 @@ static int spawn(ot_entry_fn fn, void *arg, const ot_spawn_opts_t *opts, ot_pid_
      * filled half of its scheduler's run queue with new processes yields to
      * them: spawning further would only spill them to the injection queue
      * and grow the working set past the caches (back-pressure on spawn). */
-    if (s && s->current && (--s->budget <= 0 || ot__runq_len(&s->rq[2]) >= OT__RUNQ_SIZE / 2))
+    if (s && s->current && (--s->budget <= 0 || ot__runq_len(&s->rq[2]) >= OT__RUNQ_SIZE / 2)) {
+        s->spawn_yield = true; /* its children stay in the fresh deque */
         ot__proc_yield(s->current);
+    }
     return 0;
 }
 

@@ -118,6 +118,22 @@ static void tree_walks_depth_first(void **state)
     assert_true(breadth >= 4 * depth);
 }
 
+/* The same tree on two schedulers: an idle scheduler is offered the
+ * other's oldest never-run child (the biggest subtree), one at a time,
+ * and walks it depth first too, so each holds a path: 14-40 processes
+ * started and unfinished at the peak here. Before the offer (the idle one
+ * took the newest displaced children from the run queue, and a parent
+ * that ran out of budget mid-spawn flushed its children there), 600-1,800
+ * in most runs and 15 in a few; twice in a row under 200 would pass it
+ * one time in sixteen. */
+static void tree_on_two_schedulers(void **state)
+{
+    (void)state;
+    uint64_t leaves = g_san ? 10000 : 100000;
+    for (int i = 0; i < 2; i++)
+        assert_true(run_tree("default", 2, leaves) <= 200);
+}
+
 /* ---- bulk spawners keep spawn order -------------------------------------- */
 
 #define BULK 300
@@ -290,6 +306,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_teardown(tree_walks_depth_first, teardown),
+        cmocka_unit_test_teardown(tree_on_two_schedulers, teardown),
         cmocka_unit_test_teardown(bulk_spawn_keeps_order, teardown),
         cmocka_unit_test_teardown(old_child_not_starved, teardown),
         cmocka_unit_test_teardown(idle_scheduler_gets_children, teardown),
