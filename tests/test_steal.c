@@ -123,15 +123,22 @@ static void one_message(void *arg)
     PCHECK(ot_send((ot_pid_t)(uintptr_t)arg, T_CHILD, NULL, 0) == 0);
 }
 
-/* Spawns `n` children that each send it one message and exit, takes the
- * messages, then tells main. */
-static void bulk_driver(void *arg)
+/* What a driver spawns: n children running `child`, each given the
+ * driver's pid. */
+typedef struct {
+    ot_entry_fn child;
+    long n;
+} drive_t;
+
+/* Spawns the children, takes one T_CHILD message from each, then tells
+ * main. */
+static void driver(void *arg)
 {
-    long n = (long)(intptr_t)arg;
+    const drive_t *d = arg;
     ot_pid_t me = ot_self();
-    for (long i = 0; i < n; i++)
-        PCHECK(ot_spawn(one_message, (void *)(uintptr_t)me, NULL, NULL) == 0);
-    for (long i = 0; i < n; i++) {
+    for (long i = 0; i < d->n; i++)
+        PCHECK(ot_spawn(d->child, (void *)(uintptr_t)me, NULL, NULL) == 0);
+    for (long i = 0; i < d->n; i++) {
         ot_msg_t *m;
         uint64_t tag = T_CHILD;
         PCHECK(ot_receive(match_tag, &tag, 60000, &m) == 0);
@@ -140,11 +147,18 @@ static void bulk_driver(void *arg)
     PCHECK(ot_send(g_main, T_DONE, NULL, 0) == 0);
 }
 
+/* Runs a driver on scheduler 0 and waits for it. */
+static void drive(ot_entry_fn child, long n)
+{
+    drive_t d = {child, n};
+    spawn_on_0(driver, &d);
+    wait_tag(T_DONE);
+}
+
 static ot_sched_stats_t bulk_run(const char *policy, long n)
 {
     start_policy(policy);
-    spawn_on_0(bulk_driver, (void *)(intptr_t)n);
-    wait_tag(T_DONE);
+    drive(one_message, n);
     ot_sched_stats_t st;
     assert_int_equal(ot_runtime_stats(g_rt, &st), 0);
     fprintf(stderr, "%s: %ld children, %llu steals moved %llu, %llu rests\n", policy, n,
@@ -201,21 +215,6 @@ static void worker(void *arg)
 
 #define WORKERS 2000
 
-static void work_driver(void *arg)
-{
-    (void)arg;
-    ot_pid_t me = ot_self();
-    for (int i = 0; i < WORKERS; i++)
-        PCHECK(ot_spawn(worker, (void *)(uintptr_t)me, NULL, NULL) == 0);
-    for (int i = 0; i < WORKERS; i++) {
-        ot_msg_t *m;
-        uint64_t tag = T_CHILD;
-        PCHECK(ot_receive(match_tag, &tag, 60000, &m) == 0);
-        ot_msg_free(m);
-    }
-    PCHECK(ot_send(g_main, T_DONE, NULL, 0) == 0);
-}
-
 /* First a burst of one-message children, so that the thief's steals do
  * not pay and its rest grows to the longest; then 2000 processes of ~50 us
  * each (100 ms of work), spawned on scheduler 0. Each steal of them brings
@@ -228,14 +227,12 @@ static void paying_work_spreads(void **state)
 {
     (void)state;
     start_policy("default");
-    spawn_on_0(bulk_driver, (void *)(intptr_t)scaled(100000));
-    wait_tag(T_DONE);
+    drive(one_message, scaled(100000));
     ot_sched_stats_t before;
     assert_int_equal(ot_runtime_stats(g_rt, &before), 0);
     atomic_store(&g_ran[0], 0);
     atomic_store(&g_ran[1], 0);
-    spawn_on_0(work_driver, NULL);
-    wait_tag(T_DONE);
+    drive(worker, WORKERS);
     unsigned r0 = atomic_load(&g_ran[0]), r1 = atomic_load(&g_ran[1]);
     ot_sched_stats_t after;
     assert_int_equal(ot_runtime_stats(g_rt, &after), 0);
