@@ -299,14 +299,18 @@ static ot__proc_t *next_local(ot__sched_t *s)
      * neither starves. */
     if (s->tick & 7) {
         if ((p = fresh_pop(s))) goto fresh;
-    } else if ((s->tick % OT__FRESH_AGE) == 0) {
-        if (fresh_len(s) && s->tick - s->fresh_tick[s->fresh_h % OT__FRESH] >= OT__FRESH_WAIT &&
+    } else {
+        if ((s->tick % OT__FRESH_AGE) == 0 && fresh_len(s) &&
+            s->tick - s->fresh_tick[s->fresh_h % OT__FRESH] >= OT__FRESH_WAIT &&
             s->tick - s->fresh_aged >= OT__FRESH_WAIT) {
             s->fresh_aged = s->tick;
             fresh_age(s);
         }
-        /* An offer nobody took ages the same way. */
-        if (s->tick - s->offer_tick >= OT__FRESH_WAIT && (p = ot__offer_take(s)))
+        /* An offer no thief took within OT__OFFER_WAIT picks joins the run
+         * queue: while the owner has other work, nothing else would run it
+         * (under TSan, with both schedulers busy, a process waited there
+         * for more than the 30 s test_kill_race gives it). */
+        if (s->tick - s->offer_tick >= OT__OFFER_WAIT && (p = ot__offer_take(s)))
             ot__local_push(s, p);
     }
     if ((p = pop_normal(s)) || (p = fresh_pop(s))) goto fresh;
