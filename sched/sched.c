@@ -126,21 +126,28 @@ void ot__runnext_push(ot__sched_t *s, ot__proc_t *p)
  * 350 depth first, and ran twice as slow.
  *
  * The deque is the owner's alone (plain loads and stores): thieves see
- * only the run queue. So that it never hides work from a core that could
- * run it, while some scheduler is parked or searching and the run queue is
- * empty, the deque's oldest entry moves to the run queue, and one idle
- * scheduler is woken: when a displaced child joins the deque (fresh_keep)
- * and when the owner picks from it (fresh_pop). The oldest entry is the
- * biggest subtree, and one at a time is what one thief takes: skynet on
- * two schedulers ran at 232 ns per process when displaced children went
- * to the run queue themselves whenever a scheduler was idle (the newest,
- * so mostly leaves) and the older half of the deque followed at each pick;
- * the thief's steals were small, its FIFO run queue started them side by
- * side, and 12,000 stacks were carved per run. Oldest, one at a time: 120
- * ns, 2,600-4,200 stacks (bench/ab.sh, 7 rounds). A bulk spawner
- * (OT__FRESH_PER_PARENT children waiting, or a process that spends its turn
- * spawning, spawn_exit's driver) sends its children to the run queue in
- * spawn order, where thieves take them in halves.
+ * only the run queue and the offer. So that it never hides work from a
+ * core that could run it, while some scheduler is parked or searching, the
+ * deque's oldest entry goes into the scheduler's offer (s->offer, one
+ * slot; fresh_offer) and one idle scheduler is woken: when a displaced
+ * child joins the deque (fresh_keep) and when the owner picks from it
+ * (fresh_pop). Thieves take the offer first (ot__offer_take: the owner
+ * stores only into an empty slot, with release; takers exchange, with
+ * acquire, so exactly one gets it); the owner takes it back when it has
+ * nothing else, or into its run queue after OT__OFFER_WAIT picks. The
+ * oldest entry is the biggest subtree, and one at a time is what one
+ * thief takes: skynet on two schedulers ran at 232 ns per process when
+ * displaced children went to the run queue themselves whenever a
+ * scheduler was idle (the newest, so mostly leaves) and the older half of
+ * the deque followed at each pick; the thief's steals were small, its
+ * FIFO run queue started them side by side, and 12,000 stacks were carved
+ * per run. The oldest, one at a time, through the run queue: 120 ns,
+ * 2,600-4,200 stacks (bench/ab.sh, 7 rounds), but the owner's one pick in
+ * eight from the run queue started many itself; through the offer: 88 ns,
+ * and 14-40 processes started and unfinished at the peak of a 100,000-leaf
+ * tree (tests/test_fresh.c). A bulk spawner (OT__FRESH_PER_PARENT
+ * children waiting, spawn_exit's driver) sends its children to the run
+ * queue in spawn order, where thieves take them in halves.
  *
  * And so that nothing waits in it forever (the newest-first order alone
  * would let a busy top starve the bottom): one pick in OT__FRESH_AGE looks
