@@ -169,8 +169,8 @@ struct ot__proc {
  * aged for as long. */
 #define OT__FRESH_AGE 1024u
 #define OT__FRESH_WAIT 1048576u
-/* An offered child nobody took goes to the run queue after this many
- * picks (~1 ms at 100 ns a pick): time for an idle scheduler to wake. */
+/* An offered child nobody took goes back to the fresh deque after this
+ * many picks (~1 ms at 100 ns a pick): time for an idle scheduler to wake. */
 #define OT__OFFER_WAIT 8192u
 
 struct ot__sched {

@@ -134,7 +134,7 @@ void ot__runnext_push(ot__sched_t *s, ot__proc_t *p)
  * (fresh_pop). Thieves take the offer first (ot__offer_take: the owner
  * stores only into an empty slot, with release; takers exchange, with
  * acquire, so exactly one gets it); the owner takes it back when it has
- * nothing else, or into its run queue after OT__OFFER_WAIT picks. The
+ * nothing else, or to the deque's bottom after OT__OFFER_WAIT picks. The
  * oldest entry is the biggest subtree, and one at a time is what one
  * thief takes: skynet on two schedulers ran at 232 ns per process when
  * displaced children went to the run queue themselves whenever a
