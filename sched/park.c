@@ -42,20 +42,21 @@ void ot__futex_wake(_Atomic uint32_t *word, int n)
     syscall(SYS_futex, (uint32_t *)word, FUTEX_WAKE_PRIVATE, n, NULL, NULL, 0);
 }
 
-/* Claim a parked scheduler: 1 -> 0 (or 2 when it is to search). */
-static bool claim_and_wake(struct ot_runtime *rt, ot__sched_t *t, int as)
+/* Claim a sleeping scheduler and wake it: `from` is 1 (parked, in the idle
+ * set, counted in nparked and n_wakeups) or 3 (resting, counted in
+ * neither); `as` is 0, or 2 when it is to search. */
+static bool claim_and_wake(struct ot_runtime *rt, ot__sched_t *t, int from, int as)
 {
-    int one = 1;
-    if (!atomic_compare_exchange_strong_explicit(&t->parked, &one, as, memory_order_seq_cst,
+    if (!atomic_compare_exchange_strong_explicit(&t->parked, &from, as, memory_order_seq_cst,
                                                  memory_order_relaxed))
         return false;
-    atomic_fetch_sub_explicit(&rt->nparked, 1, memory_order_seq_cst);
+    if (from == 1) atomic_fetch_sub_explicit(&rt->nparked, 1, memory_order_seq_cst);
     /* seq_cst: ordered after the claim, so that the parker's reset of the
      * word (also seq_cst, before it re-reads `parked`) cannot hide it. */
     atomic_store_explicit(&t->wake_word, 1, memory_order_seq_cst);
     ot__futex_wake(&t->wake_word, 1);
     /* Written by wakers on any thread: an atomic add. */
-    atomic_fetch_add_explicit(&t->n_wakeups, 1, memory_order_relaxed);
+    if (from == 1) atomic_fetch_add_explicit(&t->n_wakeups, 1, memory_order_relaxed);
     return true;
 }
 
@@ -64,17 +65,9 @@ void ot__wake_sched(ot__sched_t *s)
     /* seq_cst fence: the work we published is ordered before reading
      * `parked` (pairs with the parker's seq_cst store of parked). */
     atomic_thread_fence(memory_order_seq_cst);
+    /* Parked, or resting (work handed to it ends the rest). */
     int v = atomic_load_explicit(&s->parked, memory_order_relaxed);
-    if (v == 1) {
-        claim_and_wake(s->rt, s, 0);
-    } else if (v == 3) {
-        /* Resting (not in nparked): work handed to it ends the rest. */
-        if (atomic_compare_exchange_strong_explicit(&s->parked, &v, 0, memory_order_seq_cst,
-                                                    memory_order_relaxed)) {
-            atomic_store_explicit(&s->wake_word, 1, memory_order_seq_cst);
-            ot__futex_wake(&s->wake_word, 1);
-        }
-    }
+    if (v == 1 || v == 3) claim_and_wake(s->rt, s, v, 0);
 }
 
 void ot__wake_one_if_needed(struct ot_runtime *rt)
@@ -93,7 +86,7 @@ void ot__wake_one_if_needed(struct ot_runtime *rt)
     unsigned start = me ? me->idx + 1 : 0;
     for (unsigned k = 0; k < rt->nsched; k++) {
         ot__sched_t *t = rt->scheds[(start + k) % rt->nsched];
-        if (t != me && claim_and_wake(rt, t, 2)) return;
+        if (t != me && claim_and_wake(rt, t, 1, 2)) return;
     }
     atomic_fetch_sub_explicit(&rt->nsearching, 1, memory_order_seq_cst);
 }
@@ -342,10 +335,13 @@ ot__proc_t *ot__find_work(ot__sched_t *s)
 {
     struct ot_runtime *rt = s->rt;
     bool searched = false;
-    if (rt->nsched > 1 && ot__steal_review(s, ot__now_ns())) {
-        if (s->searching) stop_searching(s, false);
-        park(s, false, ot__now_ns() + s->rest_ns);
-        return NULL; /* the loop looks at the local queues, then here again */
+    if (rt->nsched > 1 && s->steal_k) { /* a steal to judge: read the clock */
+        uint64_t now = ot__now_ns();
+        if (ot__steal_review(s, now)) {
+            if (s->searching) stop_searching(s, false);
+            park(s, false, now + s->rest_ns);
+            return NULL; /* the loop looks at the local queues, then here again */
+        }
     }
     if (rt->nsched > 1) {
         if (!s->searching) {

@@ -253,6 +253,26 @@ void ot__spawn_push(ot__sched_t *s, ot__proc_t *p)
         ot__runnext_push(s, p); /* the slot's old child to the run queue */
 }
 
+/* An offer no thief took within OT__OFFER_WAIT picks goes back to the
+ * bottom of the deque, where it came from: while the owner has other work,
+ * nothing else would run it (under TSan, with both schedulers busy, a
+ * process waited there for more than the 30 s test_kill_race gives it).
+ * Into the run queue instead, the owner started these subtrees beside its
+ * walk: skynet 100 -> 122 ns. */
+static void offer_expire(ot__sched_t *s)
+{
+    ot__proc_t *p = ot__offer_take(s);
+    if (!p) return;
+    if (fresh_len(s) == OT__FRESH) {
+        ot__local_push(s, p);
+        return;
+    }
+    unsigned i = --s->fresh_h % OT__FRESH;
+    s->fresh[i] = p;
+    s->fresh_by[i] = OT_PID_NONE;
+    s->fresh_tick[i] = s->offer_tick;
+}
+
 static inline ot__proc_t *fresh_pop(ot__sched_t *s)
 {
     unsigned n = fresh_len(s);
@@ -313,22 +333,7 @@ static ot__proc_t *next_local(ot__sched_t *s)
             s->fresh_aged = s->tick;
             fresh_age(s);
         }
-        /* An offer no thief took within OT__OFFER_WAIT picks goes back to
-         * the bottom of the deque, where it came from: while the owner has
-         * other work, nothing else would run it (under TSan, with both
-         * schedulers busy, a process waited there for more than the 30 s
-         * test_kill_race gives it). Into the run queue instead, the owner
-         * started these subtrees beside its walk: skynet 100 -> 122 ns. */
-        if (s->tick - s->offer_tick >= OT__OFFER_WAIT && (p = ot__offer_take(s))) {
-            if (fresh_len(s) < OT__FRESH) {
-                unsigned i = --s->fresh_h % OT__FRESH;
-                s->fresh[i] = p;
-                s->fresh_by[i] = OT_PID_NONE;
-                s->fresh_tick[i] = s->offer_tick;
-            } else {
-                ot__local_push(s, p);
-            }
-        }
+        if (s->tick - s->offer_tick >= OT__OFFER_WAIT) offer_expire(s);
     }
     if ((p = pop_normal(s)) || (p = fresh_pop(s))) goto fresh;
     if ((p = s->runnext)) {
