@@ -83,6 +83,22 @@ static void proc_boot(void *arg)
     ot__proc_exit(p, NULL);
 }
 
+/* Zero n bytes (a multiple of 16, 8-aligned) with 16-byte stores. A
+ * memset of the PCB's ~300 bytes compiles to `rep stosq`, whose start-up
+ * cost was half of ot_spawn's time (perf annotate, spawn_exit); the empty
+ * asm hides the pattern, so the loop is not turned back into that memset. */
+typedef uint64_t ot__v16 __attribute__((vector_size(16), aligned(8)));
+static inline void zero_wide(void *dst, size_t n)
+{
+    char *q = dst;
+    for (size_t i = 0; i < n; i += 16) {
+        __asm__("" : "+r"(q));
+        *(ot__v16 *)(q + i) = (ot__v16){0};
+    }
+}
+_Static_assert((offsetof(ot__proc_t, mbox) - offsetof(ot__proc_t, sp)) % 16 == 0,
+               "zero_wide clears whole 16-byte words");
+
 /* Everything but pid and dead, which stale table slots may be read for at
  * any time (ot__lookup): a reused PCB keeps them until proc_publish. */
 static void proc_init(ot__proc_t *p, ot__pool_t *pool)
@@ -90,7 +106,7 @@ static void proc_init(ot__proc_t *p, ot__pool_t *pool)
     atomic_store_explicit(&p->state, 0, memory_order_relaxed);
     atomic_store_explicit(&p->timer_fired, 0, memory_order_relaxed);
     atomic_store_explicit(&p->futex, 0, memory_order_relaxed);
-    memset(&p->sp, 0, offsetof(ot__proc_t, mbox) - offsetof(ot__proc_t, sp));
+    zero_wide(&p->sp, offsetof(ot__proc_t, mbox) - offsetof(ot__proc_t, sp));
     ot__mpsc_init(&p->mbox);
     p->pool = pool;
 }
