@@ -50,7 +50,7 @@ tokio)
 esac
 
 # The first workload's output whole; of the others, their rows and notes.
-keep() { awk -v w="$1" -v all="$2" 'all ? !/^wrote / : ($1 == w || /^note:/)'; }
+keep() { awk -v w="$1" -v all="$2" 'all ? (NF && !/^wrote /) : ($1 == w || /^note:/)'; }
 
 n=0
 for w in $("$bench" --list | awk '$1 != "policies:" { print $1 }'); do
