@@ -28,6 +28,12 @@ while [ $# -gt 0 ]; do
   esac
 done
 
+ws=()
+for w in $("$bench" --list | awk '$1 != "policies:" { print $1 }'); do
+  if [[ $w =~ $filter ]]; then ws+=("$w"); fi
+done
+[ ${#ws[@]} -gt 0 ] || { echo "bench-compare: no workload matches $filter" >&2; exit 2; }
+
 case ${PEER:-beam} in
 beam)
   if ! command -v erl >/dev/null 2>&1; then
@@ -52,16 +58,13 @@ esac
 # The first workload's output whole; of the others, their rows and notes.
 keep() { awk -v w="$1" -v all="$2" 'all ? (NF && !/^wrote /) : ($1 == w || /^note:/)'; }
 
-n=0
-for w in $("$bench" --list | awk '$1 != "policies:" { print $1 }'); do
-  [[ $w =~ $filter ]] || continue
-  all=$((n == 0))
-  n=$((n + 1))
+all=1
+for w in "${ws[@]}"; do
   peer "$work/$w.tsv" --filter "^$w\$" "${args[@]}" | keep "$w" "$all"
   "$bench" --baseline "$work/$w.tsv" --baseline-name "$name" --filter "^$w\$" "${args[@]}" |
     keep "$w" "$all" >>"$work/otter.out"
+  all=0
 done
-[ "$n" -gt 0 ] || { echo "bench-compare: no workload matches $filter" >&2; exit 2; }
 echo
 echo "== otter"
 cat "$work/otter.out"

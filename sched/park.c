@@ -335,7 +335,7 @@ ot__proc_t *ot__find_work(ot__sched_t *s)
 {
     struct ot_runtime *rt = s->rt;
     bool searched = false;
-    if (rt->nsched > 1 && s->steal_k) { /* a steal to judge: read the clock */
+    if (s->steal_k) { /* a steal to judge (so not alone): read the clock */
         uint64_t now = ot__now_ns();
         if (ot__steal_review(s, now)) {
             if (s->searching) stop_searching(s, false);
