@@ -158,6 +158,8 @@ struct ot__proc {
 /* A thief's rest after steals that did not pay (sched/park.c). */
 #define OT__REST_MIN_NS 8000u
 #define OT__REST_MAX_NS 1000000u
+/* How long a thief watches a victim's lone queued process (sched/park.c). */
+#define OT__LONE_WAIT_NS 5000u
 
 /* The fresh deque: never-run children, newest run first (sched/sched.c). */
 #define OT__FRESH 64
@@ -445,6 +447,12 @@ void ot__wake_sched(ot__sched_t *s);
 /* The scheduler loop (sched/sched.c) and parking (sched/park.c). */
 void ot__sched_loop(ot__sched_t *s);
 ot__proc_t *ot__find_work(ot__sched_t *s);
+/* s, counted as searching, found work of its own: it stops searching, and
+ * wakes another searcher if it was the last (sched/park.c). */
+void ot__stop_searching(ot__sched_t *s);
+/* Thief: true when q's one queued process should be left to v, whose
+ * owner took from q within `wait_ns` (sched/park.c). */
+bool ot__lone_soon_run(ot__sched_t *v, ot__runq_t *q, uint64_t wait_ns);
 
 /* Messages (mailbox/msg.c). */
 ot_msg_t *ot__msg_alloc(ot__sched_t *s, size_t len);

@@ -114,6 +114,33 @@ static void stolen(ot__sched_t *s, uint32_t moved, uint64_t t0)
     s->steal_cost = s->steal_cost ? s->steal_cost - s->steal_cost / 8 + c / 8 : c;
 }
 
+/* Is the one process in q about to be run by its owner anyway? An awake
+ * victim with exactly one process in its queue is most often a scheduler
+ * that has just run down its queue and will pick that one next, warm,
+ * within a turn: spawn_exit's spawner, queued behind the children it
+ * spawned, is alone at the head after the last of them. Taken then, it
+ * moved between the cores (1-23 times in a run of 1,000,000 spawns,
+ * counted every 256; each move costs its pools' and its mailbox's lines).
+ * As Go's runqgrab does before it takes a running P's runnext, the thief
+ * watches for up to `wait_ns` (OT__LONE_WAIT_NS) and leaves the process
+ * as soon as the owner takes anything from that queue: 0-4 moves, and
+ * spawn_exit 110.3 -> 104.2 ns (bench/ab.sh, 8 rounds). A process that
+ * really waits (its owner is in a long turn) is still at the head after
+ * the wait and is taken; the wait costs only an idle thief's time. */
+bool ot__lone_soon_run(ot__sched_t *v, ot__runq_t *q, uint64_t wait_ns)
+{
+    if (ot__runq_len(q) != 1 || atomic_load_explicit(&v->parked, memory_order_relaxed))
+        return false;
+    /* Relaxed: a hint; the steal that may follow does its own acquire. */
+    uint32_t h = atomic_load_explicit(&q->head, memory_order_relaxed);
+    uint64_t until = ot__now_ns() + wait_ns;
+    do {
+        if (atomic_load_explicit(&q->head, memory_order_relaxed) != h) return true;
+        ck_pr_stall();
+    } while (ot__now_ns() < until);
+    return atomic_load_explicit(&q->head, memory_order_relaxed) != h;
+}
+
 static ot__proc_t *steal_from(ot__sched_t *s, ot__sched_t *v)
 {
     uint64_t t0 = ot__now_ns();
@@ -127,6 +154,7 @@ static ot__proc_t *steal_from(ot__sched_t *s, ot__sched_t *v)
     /* After poor steals, one process: a probe of whether stealing pays. */
     bool half = s->rt->policy.steal_half && !s->rest_ns;
     for (int q = 0; q < 3; q++) {
+        if (ot__lone_soon_run(v, &v->rq[q], OT__LONE_WAIT_NS)) continue;
         uint32_t moved;
         ot__proc_t *p = ot__runq_steal(&v->rq[q], &s->rq[q], half, &moved);
         if (p) {
@@ -201,6 +229,19 @@ static void stop_searching(ot__sched_t *s, bool found)
     int was = atomic_fetch_sub_explicit(&s->rt->nsearching, 1, memory_order_seq_cst);
     /* The last searcher found work: there may be more, keep one looking. */
     if (was == 1 && found) ot__wake_one_if_needed(s->rt);
+}
+
+/* A scheduler woken as a searcher (unpark_self) may find work in its own
+ * queues (the injected process it was woken for) and run it without
+ * coming back here. It must stop counting as a searcher then, as Go's
+ * resetspinning does for a spinning M that found a goroutine anywhere:
+ * while nsearching stayed 1, ot__wake_one_if_needed woke nobody, and a
+ * process queued behind one that never yields waited for good beside a
+ * parked scheduler (tests/test_steal.c, busy_pair_spreads, failed about
+ * one run in two). */
+void ot__stop_searching(ot__sched_t *s)
+{
+    stop_searching(s, true);
 }
 
 static void unpark_self(ot__sched_t *s)

@@ -86,11 +86,15 @@ static void proc_boot(void *arg)
 /* Zero n bytes (a multiple of 16, 8-aligned) with 16-byte stores. A
  * memset of the PCB's ~300 bytes compiles to `rep stosq`, whose start-up
  * cost was half of ot_spawn's time (perf annotate, spawn_exit); the empty
- * asm hides the pattern, so the loop is not turned back into that memset. */
+ * asm hides the pattern, so the loop is not turned back into that memset.
+ * Unrolled (n is a constant), it is 18 stores with no loop: 56 fewer
+ * instructions per spawn (callgrind), spawn_exit 109.3 -> 107.2 ns and
+ * skynet 83.3 -> 78.8 (bench/ab.sh, 6 rounds). */
 typedef uint64_t ot__v16 __attribute__((vector_size(16), aligned(8)));
 static inline void zero_wide(void *dst, size_t n)
 {
     char *q = dst;
+#pragma GCC unroll 32
     for (size_t i = 0; i < n; i += 16) {
         __asm__("" : "+r"(q));
         *(ot__v16 *)(q + i) = (ot__v16){0};

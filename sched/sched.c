@@ -476,7 +476,10 @@ void ot__sched_loop(ot__sched_t *s)
     struct ot_runtime *rt = s->rt;
     while (!atomic_load_explicit(&rt->shutdown, memory_order_acquire)) {
         ot__proc_t *p = next_local(s);
-        if (!p) p = ot__find_work(s);
+        if (!p)
+            p = ot__find_work(s);
+        else if (s->searching)
+            ot__stop_searching(s); /* woken to search, found its own work */
         if (p) {
             if (p->sched != s) p->sched = s;
             run(s, p);

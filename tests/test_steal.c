@@ -8,13 +8,18 @@
  *   to their spawner's scheduler: the thief rests instead of stealing them
  *   (against the "eager" policy, which steals them as before);
  * - work that pays for its move is still spread, even right after a run of
- *   steals that did not pay has sent the thief to its longest rest. */
+ *   steals that did not pay has sent the thief to its longest rest;
+ * - a victim's lone queued process is left to it when its owner takes from
+ *   that queue within the thief's wait, and taken otherwise (the rule on a
+ *   made-up queue), so two processes that never yield still run side by
+ *   side. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -250,12 +255,139 @@ static void paying_work_spreads(void **state)
     stop_rt();
 }
 
+/* ---- the lone-process rule ------------------------------------------------- */
+
+typedef struct {
+    ot__runq_t *q;
+    atomic_int go;
+    void *got;
+} popper_t;
+
+/* The victim's owner: once the thief is watching, takes its one process. */
+static void *popper(void *arg)
+{
+    popper_t *pp = arg;
+    while (!atomic_load(&pp->go))
+        ;
+    struct timespec ms = {0, 1000000};
+    nanosleep(&ms, NULL);
+    pp->got = ot__runq_pop(pp->q);
+    return NULL;
+}
+
+static void lone_rule(void **state)
+{
+    (void)state;
+    ot__sched_t *v = calloc(1, sizeof *v);
+    ot__runq_t *q = calloc(1, sizeof *q);
+    assert_non_null(v);
+    assert_non_null(q);
+    ot__runq_init(q);
+    atomic_init(&v->parked, 0);
+    int a, b;
+
+    /* Nothing, or more than one: not the rule's case, and no wait. */
+    uint64_t t0 = now_ns();
+    assert_false(ot__lone_soon_run(v, q, 10000000000ull));
+    assert_true(ot__runq_push(q, &a));
+    assert_true(ot__runq_push(q, &b));
+    assert_false(ot__lone_soon_run(v, q, 10000000000ull));
+    assert_ptr_equal(ot__runq_pop(q), &a);
+    /* One, but its owner is parked (or resting): nobody will run it. */
+    atomic_store(&v->parked, 1);
+    assert_false(ot__lone_soon_run(v, q, 10000000000ull));
+    atomic_store(&v->parked, 3);
+    assert_false(ot__lone_soon_run(v, q, 10000000000ull));
+    assert_true(now_ns() - t0 < 5000000000ull);
+
+    /* One, owner awake but busy past the wait: the thief may take it. */
+    atomic_store(&v->parked, 0);
+    t0 = now_ns();
+    assert_false(ot__lone_soon_run(v, q, 2000000));
+    assert_true(now_ns() - t0 >= 2000000);
+    assert_int_equal(ot__runq_len(q), 1);
+
+    /* One, and the owner takes it during the wait: left to the owner. */
+    popper_t pp = {.q = q};
+    atomic_init(&pp.go, 0);
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, popper, &pp), 0);
+    atomic_store(&pp.go, 1);
+    t0 = now_ns();
+    assert_true(ot__lone_soon_run(v, q, 30000000000ull));
+    assert_true(now_ns() - t0 < 15000000000ull); /* as soon as it is taken */
+    assert_int_equal(pthread_join(th, NULL), 0);
+    assert_ptr_equal(pp.got, &b);
+    free(q);
+    free(v);
+}
+
+/* Two processes that never yield, spawned on scheduler 0 at high priority
+ * (its run queue, not the run-next slot): whichever runs first burns until
+ * the other has started, so they must end up on the two schedulers. With
+ * a thief that always left a lone process to a busy victim, the second
+ * would wait behind the first for good (here: until the 20 s bound). */
+static atomic_int g_started;
+static atomic_int g_on[2];
+
+static void spinner(void *arg)
+{
+    ot_pid_t to = (ot_pid_t)(uintptr_t)arg;
+    atomic_fetch_add(&g_started, 1);
+    uint64_t t0 = now_ns();
+    while (atomic_load(&g_started) < 2 && now_ns() - t0 < 20000000000ull)
+        ;
+    ot_process_info_t info;
+    PCHECK(ot_process_info(ot_self(), &info) == 0);
+    if (info.scheduler == 0 || info.scheduler == 1) atomic_fetch_add(&g_on[info.scheduler], 1);
+    uint64_t ok = atomic_load(&g_started) >= 2;
+    PCHECK(ot_send(to, T_CHILD, &ok, sizeof ok) == 0);
+}
+
+static void spin_driver(void *arg)
+{
+    (void)arg;
+    ot_pid_t me = ot_self();
+    ot_spawn_opts_t o;
+    ot_spawn_opts_init(&o);
+    o.priority = OT_PRIO_HIGH;
+    for (int i = 0; i < 2; i++)
+        PCHECK(ot_spawn(spinner, (void *)(uintptr_t)me, &o, NULL) == 0);
+    for (int i = 0; i < 2; i++) {
+        ot_msg_t *m;
+        uint64_t tag = T_CHILD;
+        PCHECK(ot_receive(match_tag, &tag, 60000, &m) == 0);
+        PCHECK(*(const uint64_t *)ot_msg_data(m) == 1);
+        ot_msg_free(m);
+    }
+    PCHECK(ot_send(g_main, T_DONE, NULL, 0) == 0);
+}
+
+static void busy_pair_spreads(void **state)
+{
+    (void)state;
+    start_policy("default");
+    for (int round = 0; round < 20; round++) {
+        atomic_store(&g_started, 0);
+        atomic_store(&g_on[0], 0);
+        atomic_store(&g_on[1], 0);
+        spawn_on_0(spin_driver, NULL);
+        wait_tag(T_DONE);
+        assert_int_equal(atomic_load(&g_on[0]), 1);
+        assert_int_equal(atomic_load(&g_on[1]), 1);
+    }
+    assert_int_equal(ot_detach(), 0);
+    stop_rt();
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(review_rule),
         cmocka_unit_test_teardown(short_children_stay, teardown),
         cmocka_unit_test_teardown(paying_work_spreads, teardown),
+        cmocka_unit_test(lone_rule),
+        cmocka_unit_test_teardown(busy_pair_spreads, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
