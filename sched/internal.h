@@ -158,6 +158,9 @@ struct ot__proc {
 /* A thief's rest after steals that did not pay (sched/park.c). */
 #define OT__REST_MIN_NS 8000u
 #define OT__REST_MAX_NS 1000000u
+/* What one steal may count for in the steal rule, in times its cost
+ * (ot__steal_review). */
+#define OT__STEAL_WON_CAP 16u
 /* How long a thief watches a victim's lone queued process (sched/park.c). */
 #define OT__LONE_WAIT_NS 5000u
 

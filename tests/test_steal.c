@@ -72,19 +72,26 @@ static void review_rule(void **state)
         want = want * 2 > OT__REST_MAX_NS ? OT__REST_MAX_NS : want * 2;
         assert_int_equal(s->rest_ns, want);
     }
-    /* One steal that brought a lot pays for the ones around it: the rest
-     * halves, and keeps halving through steals that bring nothing while
-     * the average still pays, to none under the minimum. */
+    /* One steal that brought a lot pays: the rest halves. But it counts
+     * for at most OT__STEAL_WON_CAP times its cost, however much it
+     * brought, so the next poor steal rests again (uncapped, a second of
+     * work carried hundreds of them). */
+    s->won = 0;
+    s->paid = 500;
     assert_false(judge(s, 1, 500, 1000000000));
+    assert_int_equal(s->won, OT__STEAL_WON_CAP * 500 / 8);
     assert_int_equal(s->rest_ns, OT__REST_MAX_NS / 2);
+    assert_true(judge(s, 1, 500, 0));
+    assert_int_equal(s->rest_ns, OT__REST_MAX_NS);
+    /* Steals that pay halve the rest, to none under the minimum. */
     for (int i = 0; i < 10; i++)
-        assert_false(judge(s, 10, 500, 0));
+        assert_false(judge(s, 10, 500, OT__STEAL_WON_CAP * 5000));
     assert_int_equal(s->rest_ns, 0);
-    /* Until enough of them have not paid. */
+    /* The average then carries poor steals for a while, not for good. */
     int poor = 0;
     while (!judge(s, 10, 500, 0))
         assert_true(++poor < 200);
-    assert_true(poor > 10);
+    assert_true(poor > 5);
 
     /* The eager policy never rests. */
     rt->policy = *ot__policy_find("eager");
