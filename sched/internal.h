@@ -162,7 +162,7 @@ struct ot__proc {
  * (ot__steal_review). */
 #define OT__STEAL_WON_CAP 16u
 /* How long a thief watches a victim's lone queued process (sched/park.c). */
-#define OT__LONE_WAIT_NS 5000u
+#define OT__LONE_WAIT_NS 20000u
 
 /* The fresh deque: never-run children, newest run first (sched/sched.c). */
 #define OT__FRESH 64

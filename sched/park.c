@@ -124,9 +124,13 @@ static void stolen(ot__sched_t *s, uint32_t moved, uint64_t t0)
  * As Go's runqgrab does before it takes a running P's runnext, the thief
  * watches for up to `wait_ns` (OT__LONE_WAIT_NS) and leaves the process
  * as soon as the owner takes anything from that queue: 0-4 moves, and
- * spawn_exit 110.3 -> 104.2 ns (bench/ab.sh, 8 rounds). A process that
- * really waits (its owner is in a long turn) is still at the head after
- * the wait and is taken; the wait costs only an idle thief's time. */
+ * spawn_exit 110.3 -> 104.2 ns (bench/ab.sh, 8 rounds) with a wait of
+ * 5 us. Go waits 3 us, but here an owner between two processes can be
+ * longer about it (a batch of dead PCBs to free, a page fault): 20 us
+ * took spawn_exit from 107.8 to 98.7 and from 104.5 to 100.9 ns (6 and 5
+ * rounds), the other workloads unchanged. A process that really waits
+ * (its owner is in a long turn) is still at the head after the wait and
+ * is taken; the wait costs only an idle thief's time. */
 bool ot__lone_soon_run(ot__sched_t *v, ot__runq_t *q, uint64_t wait_ns)
 {
     if (ot__runq_len(q) != 1 || atomic_load_explicit(&v->parked, memory_order_relaxed))
