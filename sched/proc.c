@@ -228,6 +228,7 @@ static int spawn(ot_entry_fn fn, void *arg, const ot_spawn_opts_t *opts, ot_pid_
         atomic_fetch_add_explicit(&rt->ext_spawned, 1, memory_order_release);
 
     ot__sched_t *target = o.scheduler >= 0 ? rt->scheds[o.scheduler] : s;
+    bool to_runq = false; /* this spawn fills s's run queue (back-pressure) */
     if (target && target == s) {
         p->sched = s;
         /* The child takes the run-next slot (as Go does): when the spawner
@@ -241,9 +242,13 @@ static int spawn(ot_entry_fn fn, void *arg, const ot_spawn_opts_t *opts, ot_pid_
          * runnable ones" bends only for the newest ones. */
         if (s->current && rt->policy.runnext && p->prio == OT_PRIO_NORMAL) {
             ot__spawn_push(s, p);
+            /* Displaced children go to the run queue only from a bulk
+             * spawner, or with no fresh deque (fresh_keep). */
+            to_runq = s->current->bulk || !rt->policy.depth_first;
         } else {
             ot__local_push(s, p);
             ot__wake_one_if_needed(rt);
+            to_runq = true;
         }
     } else {
         if (!target)
@@ -252,22 +257,21 @@ static int spawn(ot_entry_fn fn, void *arg, const ot_spawn_opts_t *opts, ot_pid_
         p->sched = target;
         ot__inject(target, p);
     }
-    /* A spawn costs a reduction, as in the BEAM. And a bulk spawner (its
-     * children go to the run queue, sched/sched.c) that has filled half of
-     * it yields to them: spawning further would only spill them to the
-     * injection queue and grow the working set past the caches (back-
-     * pressure on spawn). Only a bulk spawner: with the rule applied to
-     * every spawn, a run queue that had reached half full by other means
-     * made each node of a spawn tree yield at each spawn, pushing itself
-     * and its newest child to the run queue, which kept it full; about one
-     * tree in 50 on two schedulers went breadth first that way, 23,000
-     * such yields, 800-1,500 processes started and unfinished at once
-     * instead of 14-40 (tests/test_fresh.c). Policies without the fresh
-     * deque send every child to the run queue and keep the rule for all. */
+    /* A spawn costs a reduction, as in the BEAM. And a spawner whose
+     * children go to its run queue (a bulk spawner's, sched/sched.c; every
+     * child under a policy without the run-next slot or the fresh deque; a
+     * child not of normal priority) yields to them once that queue is half
+     * full: spawning further would only spill them to the injection queue
+     * and grow the working set past the caches (back-pressure on spawn).
+     * Only such a spawner: with the rule applied to every spawn, a run
+     * queue that had reached half full by other means made each node of a
+     * spawn tree yield at each spawn, pushing itself and its newest child
+     * to the run queue, which kept it full; about one tree in 50 on two
+     * schedulers went breadth first that way, 23,000 such yields, 800-1,500
+     * processes started and unfinished at once instead of 14-40
+     * (tests/test_fresh.c). */
     if (s && s->current &&
-        (--s->budget <= 0 ||
-         ((s->current->bulk || !rt->policy.runnext || !rt->policy.depth_first) &&
-          ot__runq_len(&s->rq[2]) >= OT__RUNQ_SIZE / 2))) {
+        (--s->budget <= 0 || (to_runq && ot__runq_len(&s->rq[2]) >= OT__RUNQ_SIZE / 2))) {
         s->spawn_yield = true; /* its children stay in the fresh deque */
         ot__proc_yield(s->current);
     }
