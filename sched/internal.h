@@ -60,6 +60,8 @@ static inline void *ot__msg_payload(const struct ot_msg *m)
 
 /* ---- processes ----------------------------------------------------------- */
 
+#define OT__FIBER_CACHE 64 /* TSan fibers a scheduler keeps for reuse */
+
 /* Low two bits of ot__proc.state; the rest is the wait sequence. */
 enum {
     OT__ST_RUNNING = 0,  /* running, or owned by whoever will run it */
@@ -197,6 +199,10 @@ struct ot__sched {
     uint64_t won, paid;  /* what recent steals brought and cost, averaged */
     void *sp;            /* the scheduler's own context */
     void *tsan_fiber;
+    /* TSan only: fibers of processes that died here, for the next ones
+     * started here (sched/fiber.h). */
+    void *fiber_cache[OT__FIBER_CACHE];
+    unsigned nfiber_cache;
     void *asan_fake;
     const void *asan_bottom;
     size_t asan_size;

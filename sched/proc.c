@@ -308,7 +308,7 @@ bool ot__proc_start_stack(ot__sched_t *s, ot__proc_t *p)
     if (!p->stack) return false;
     p->stack_home = &s->stacks;
     p->sp = ot__ctx_init(ot__stack_top(p->stack), proc_boot, p);
-    ot__fiber_create(p);
+    ot__fiber_create(s, p);
     return true;
 }
 
@@ -457,7 +457,7 @@ void ot__proc_destroy(ot__sched_t *s, ot__proc_t *p)
         ot__stack_put(p->stack_home, p->stack, s);
         p->stack = NULL;
     }
-    ot__fiber_destroy(p);
+    ot__fiber_destroy(s, p);
     ot__idx_put(&rt->pids, pid_cache(rt, s), idx);
     if (s) {
         ot__count(&s->n_died, 1, memory_order_release);

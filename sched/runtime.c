@@ -45,6 +45,7 @@ static void *sched_main(void *arg)
     ot__fiber_sched_init(s);
     (void)ot__overflow_thread_init(s);
     ot__sched_loop(s);
+    ot__fiber_sched_fini(s);
     ot__overflow_thread_fini(s);
     ot__epoch_sched_offline(s);
     urcu_qsbr_unregister_thread();
