@@ -292,6 +292,7 @@ struct ot_runtime {
     ot__sched_t **scheds;
     ot__topo_t topo;
     size_t default_stack;
+    int default_stack_cls; /* its class (alloc/stack.h) */
 
     ot__slot_t *table;
     size_t table_bytes;

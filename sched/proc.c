@@ -130,7 +130,7 @@ static ot__idx_cache_t *pid_cache(struct ot_runtime *rt, ot__sched_t *s)
 }
 
 /* Give p a pid in the table (published last, with release). */
-static int proc_publish(struct ot_runtime *rt, ot__sched_t *s, ot__proc_t *p)
+static inline int proc_publish(struct ot_runtime *rt, ot__sched_t *s, ot__proc_t *p)
 {
     int64_t idx = ot__idx_get(&rt->pids, pid_cache(rt, s));
     if (idx < 0) return (int)idx;
@@ -175,7 +175,7 @@ static int spawn(ot_entry_fn fn, void *arg, const ot_spawn_opts_t *opts, ot_pid_
         ot_spawn_opts_init(&o);
     if (o.priority < OT_PRIO_MAX || o.priority > OT_PRIO_LOW) return -EINVAL;
     if (o.scheduler < -1 || o.scheduler >= (int)rt->nsched) return -EINVAL;
-    int cls = ot__stack_class(o.stack_size ? o.stack_size : rt->default_stack);
+    int cls = o.stack_size ? ot__stack_class(o.stack_size) : rt->default_stack_cls;
     if (cls < 0) return -EINVAL;
 
     /* The stack is given when the process first runs (sched/sched.c): a

@@ -193,7 +193,7 @@ void ot__ext_rcu_leave(void)
 static void free_proc(ot__proc_t *p, const void *me, ot__pool_rcache_t *rc)
 {
     ot__mailbox_drain(p, true);
-    free(p->lanes); /* nobody can reach them after the grace period */
+    if (p->lanes) free(p->lanes); /* nobody can reach them after the grace period */
     if (!p->pool)
         free(p);
     else

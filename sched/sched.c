@@ -22,12 +22,11 @@ static void inj_append_locked(ot__sched_t *s, ot__proc_t *p)
     s->inj_tail = p;
 }
 
-void ot__local_push(ot__sched_t *s, ot__proc_t *p)
+/* q is full: move its older half to the injection queue, where thieves
+ * reach it too (Go's runqputslow moves half to the global queue), then push
+ * p. Out of line: its buffer and lock made every push save registers. */
+static __attribute__((noinline)) void local_spill(ot__sched_t *s, ot__runq_t *q, ot__proc_t *p)
 {
-    ot__runq_t *q = &s->rq[qidx(p)];
-    if (ot__runq_push(q, p)) return;
-    /* Full: move the older half to the injection queue, where thieves reach
-     * it too (Go's runqputslow moves half to the global queue). */
     void *batch[OT__RUNQ_SIZE / 2];
     uint32_t n = ot__runq_take(q, batch, OT__RUNQ_SIZE / 2);
     pthread_mutex_lock(&s->inj_lock);
@@ -36,6 +35,12 @@ void ot__local_push(ot__sched_t *s, ot__proc_t *p)
     atomic_fetch_add_explicit(&s->inj_len, n, memory_order_seq_cst);
     pthread_mutex_unlock(&s->inj_lock);
     if (!ot__runq_push(q, p)) ot__inject(s, p); /* cannot happen: we just made room */
+}
+
+void ot__local_push(ot__sched_t *s, ot__proc_t *p)
+{
+    ot__runq_t *q = &s->rq[qidx(p)];
+    if (!ot__runq_push(q, p)) local_spill(s, q, p);
 }
 
 void ot__inject(ot__sched_t *s, ot__proc_t *p)
@@ -227,10 +232,13 @@ static void fresh_offer(ot__sched_t *s)
 static bool fresh_keep(ot__sched_t *s, ot__proc_t *old)
 {
     ot__proc_t *cur = s->current;
+    /* Already a bulk spawner: none of its children is kept here (the flush
+     * below took them when it became one, and none was kept since). */
+    if (cur->bulk) return false;
     ot_pid_t parent = atomic_load_explicit(&cur->pid, memory_order_relaxed);
     unsigned n = fresh_len(s);
-    if (cur->bulk || (n >= OT__FRESH_PER_PARENT &&
-                      s->fresh_by[(s->fresh_t - OT__FRESH_PER_PARENT) % OT__FRESH] == parent)) {
+    if (n >= OT__FRESH_PER_PARENT &&
+        s->fresh_by[(s->fresh_t - OT__FRESH_PER_PARENT) % OT__FRESH] == parent) {
         cur->bulk = 1;
         fresh_flush(s, parent);
         return false;
@@ -283,12 +291,11 @@ static inline ot__proc_t *fresh_pop(ot__sched_t *s)
 
 /* Normal and low share a queue; a low process is passed over seven times
  * in eight (BEAM's rule), unless it is alone. */
-static ot__proc_t *pop_normal(ot__sched_t *s)
+/* pop_normal found p of low priority at the head of q. Out of line, so that
+ * the common case saves no registers. */
+static __attribute__((noinline)) ot__proc_t *pop_low(ot__sched_t *s, ot__runq_t *q,
+                                                     ot__proc_t *p)
 {
-    ot__runq_t *q = &s->rq[2];
-    ot__proc_t *p = ot__runq_pop(q);
-    if (p) ot__runq_prefetch_next(q);
-    if (!p || p->prio != OT_PRIO_LOW) return p; /* the common case */
     uint32_t n = ot__runq_len(q) + 1;
     for (uint32_t i = 0;; i++) {
         if (i) {
@@ -301,6 +308,15 @@ static ot__proc_t *pop_normal(ot__sched_t *s)
         }
         ot__local_push(s, p);
     }
+}
+
+static ot__proc_t *pop_normal(ot__sched_t *s)
+{
+    ot__runq_t *q = &s->rq[2];
+    ot__proc_t *p = ot__runq_pop(q);
+    if (p) ot__runq_prefetch_next(q);
+    if (!p || p->prio != OT_PRIO_LOW) return p; /* the common case */
+    return pop_low(s, q, p);
 }
 
 static ot__proc_t *next_local(ot__sched_t *s)

@@ -47,9 +47,8 @@ static int push_locked(ot__idx_global_t *g, const uint32_t *in, uint32_t n)
     return 0;
 }
 
-int64_t ot__idx_get(ot__idx_global_t *g, ot__idx_cache_t *c)
+int64_t ot__idx_get_slow(ot__idx_global_t *g, ot__idx_cache_t *c)
 {
-    if (c && c->n > 0) return c->items[--c->n];
     uint32_t one;
     pthread_mutex_lock(&g->lock);
     uint32_t got = c ? take_locked(g, c->items, OT__IDX_BATCH) : take_locked(g, &one, 1);
@@ -60,12 +59,8 @@ int64_t ot__idx_get(ot__idx_global_t *g, ot__idx_cache_t *c)
     return c->items[--c->n];
 }
 
-void ot__idx_put(ot__idx_global_t *g, ot__idx_cache_t *c, uint32_t idx)
+void ot__idx_put_slow(ot__idx_global_t *g, ot__idx_cache_t *c, uint32_t idx)
 {
-    if (c && c->n < OT__IDX_CACHE) {
-        c->items[c->n++] = idx;
-        return;
-    }
     pthread_mutex_lock(&g->lock);
     if (c) {
         /* Cache full: give back a batch, keep the rest warm. */

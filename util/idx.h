@@ -27,8 +27,23 @@ int ot__idx_init(ot__idx_global_t *g, uint32_t limit);
 void ot__idx_destroy(ot__idx_global_t *g);
 /* An index in [1, limit), or -EAGAIN when all are in use. `c` may be NULL
  * (then the global lock is taken). `c` is owned by the calling thread. */
-int64_t ot__idx_get(ot__idx_global_t *g, ot__idx_cache_t *c);
-void ot__idx_put(ot__idx_global_t *g, ot__idx_cache_t *c, uint32_t idx);
+int64_t ot__idx_get_slow(ot__idx_global_t *g, ot__idx_cache_t *c);
+static inline int64_t ot__idx_get(ot__idx_global_t *g, ot__idx_cache_t *c)
+{
+    /* The common case inline: a call saving registers cost more than the
+     * pop itself (callgrind, on every spawn). */
+    if (c && c->n > 0) return c->items[--c->n];
+    return ot__idx_get_slow(g, c);
+}
+void ot__idx_put_slow(ot__idx_global_t *g, ot__idx_cache_t *c, uint32_t idx);
+static inline void ot__idx_put(ot__idx_global_t *g, ot__idx_cache_t *c, uint32_t idx)
+{
+    if (c && c->n < OT__IDX_CACHE) {
+        c->items[c->n++] = idx;
+        return;
+    }
+    ot__idx_put_slow(g, c, idx);
+}
 /* Return everything in `c` to the global stack. */
 void ot__idx_flush(ot__idx_global_t *g, ot__idx_cache_t *c);
 
