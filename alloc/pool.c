@@ -26,6 +26,7 @@ void ot__pool_init(ot__pool_t *p, size_t obj_size, size_t link_off, size_t slab_
                      ? (room - sizeof(ot__mag_t)) / sizeof(void *)
                      : 0;
     p->mag_cap = cap > OT__MAG_MAX ? OT__MAG_MAX : (uint32_t)cap;
+    p->pf_lines = obj_size <= 512 ? (uint32_t)((obj_size + 63) / 64) : 0;
     atomic_init(&p->remote, NULL);
     atomic_init(&p->remote_mags, NULL);
 }
