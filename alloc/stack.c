@@ -154,6 +154,7 @@ ot__stack_t *ot__stack_get(ot__stack_pools_t *sp, int cls)
 
 void ot__stack_put(ot__stack_pools_t *home, ot__stack_t *st, const void *me)
 {
-    int cls = ot__stack_class(st->size);
+    /* A slot's size is its class's, a power of two. */
+    int cls = __builtin_ctzll(st->size) - OT__STACK_MIN_SHIFT;
     ot__pool_free(&home->cls[cls], st->lo, me);
 }
