@@ -1,5 +1,6 @@
 #include "alloc/stack.h"
 
+#include <assert.h>
 #include <limits.h>
 #include <stdio.h>
 #include <sys/mman.h>
@@ -155,6 +156,7 @@ ot__stack_t *ot__stack_get(ot__stack_pools_t *sp, int cls)
 void ot__stack_put(ot__stack_pools_t *home, ot__stack_t *st, const void *me)
 {
     /* A slot's size is its class's, a power of two. */
+    assert((st->size & (st->size - 1)) == 0 && st->size >= ((size_t)1 << OT__STACK_MIN_SHIFT));
     int cls = __builtin_ctzll(st->size) - OT__STACK_MIN_SHIFT;
     ot__pool_free(&home->cls[cls], st->lo, me);
 }

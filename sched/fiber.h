@@ -62,7 +62,10 @@ static inline void ot__fiber_sched_fini(ot__sched_t *s)
  * faults (perf, test_kill_race). Reuse hides no race: every switch
  * synchronizes (flag 0 to __tsan_switch_to_fiber), so a process started
  * on s already inherits, through s's own fiber, all that the dead one
- * knew when it switched out for the last time. */
+ * knew when it switched out for the last time. But a reused fiber keeps
+ * the dead process's frames on its shadow stack (they never returned), so
+ * it is reused only while those carried entries stay few: see
+ * ot__fiber_destroy. */
 static inline void ot__fiber_create(ot__sched_t *s, ot__proc_t *p)
 {
 #ifdef OT_ASAN
@@ -76,24 +79,47 @@ static inline void ot__fiber_create(ot__sched_t *s, ot__proc_t *p)
     if (p->stack) __asan_unpoison_memory_region(p->stack->lo, p->stack->size);
 #endif
 #ifdef OT_TSAN
-    p->tsan_fiber =
-        s->nfiber_cache ? s->fiber_cache[--s->nfiber_cache] : __tsan_create_fiber(0);
+    if (s->nfiber_cache) {
+        s->nfiber_cache--;
+        p->tsan_fiber = s->fiber_cache[s->nfiber_cache];
+        p->tsan_carried = s->fiber_carried[s->nfiber_cache];
+    } else {
+        p->tsan_fiber = __tsan_create_fiber(0);
+        p->tsan_carried = 0;
+    }
 #else
     (void)s;
 #endif
     p->asan_fake = NULL;
 }
 
-/* Called once p will never run again: on the stack of scheduler s, whose
- * cache may keep p's fiber, or with s NULL from another thread. */
+/* Called once p will never run again, before its stack is returned: on
+ * the stack of scheduler s, whose cache may keep p's fiber, or with s NULL
+ * from another thread.
+ *
+ * The fiber's shadow stack still holds the frames p was in when it last
+ * switched out, on top of those it came with. Each is an instrumented call
+ * with at least its return address on p's stack, so they are at most one
+ * per 8 bytes of the stack in use. TSan's shadow stack has a fixed size
+ * (64K entries): reused for every process, a fiber crashed TSan after
+ * 15,000-60,000 processes on one scheduler. So it is kept only while what
+ * it carries stays under OT__FIBER_CARRY_MAX (a few hundred reuses for a
+ * process that exits a few frames deep). */
 static inline void ot__fiber_destroy(ot__sched_t *s, ot__proc_t *p)
 {
 #ifdef OT_TSAN
     if (p->tsan_fiber) {
-        if (s && s->nfiber_cache < OT__FIBER_CACHE)
-            s->fiber_cache[s->nfiber_cache++] = p->tsan_fiber;
-        else
+        size_t used = p->stack && p->sp
+                          ? (size_t)((char *)ot__stack_top(p->stack) - (char *)p->sp)
+                          : SIZE_MAX;
+        size_t carried = used / 8 + p->tsan_carried;
+        if (s && s->nfiber_cache < OT__FIBER_CACHE && used != SIZE_MAX &&
+            carried < OT__FIBER_CARRY_MAX) {
+            s->fiber_cache[s->nfiber_cache] = p->tsan_fiber;
+            s->fiber_carried[s->nfiber_cache++] = (uint32_t)carried;
+        } else {
             __tsan_destroy_fiber(p->tsan_fiber);
+        }
     }
     p->tsan_fiber = NULL;
 #else

@@ -61,6 +61,9 @@ static inline void *ot__msg_payload(const struct ot_msg *m)
 /* ---- processes ----------------------------------------------------------- */
 
 #define OT__FIBER_CACHE 64 /* TSan fibers a scheduler keeps for reuse */
+/* A TSan fiber whose shadow stack carries more entries than this from dead
+ * processes is destroyed, not reused (sched/fiber.h). */
+#define OT__FIBER_CARRY_MAX 8192
 
 /* Low two bits of ot__proc.state; the rest is the wait sequence. */
 enum {
@@ -128,6 +131,7 @@ struct ot__proc {
     uint32_t contended;
 
     void *tsan_fiber;
+    uint32_t tsan_carried; /* shadow-stack entries its fiber came with */
     void *asan_fake;
     char name[24];
 
@@ -199,10 +203,6 @@ struct ot__sched {
     uint64_t won, paid;  /* what recent steals brought and cost, averaged */
     void *sp;            /* the scheduler's own context */
     void *tsan_fiber;
-    /* TSan only: fibers of processes that died here, for the next ones
-     * started here (sched/fiber.h). */
-    void *fiber_cache[OT__FIBER_CACHE];
-    unsigned nfiber_cache;
     void *asan_fake;
     const void *asan_bottom;
     size_t asan_size;
@@ -276,6 +276,13 @@ struct ot__sched {
 
     pthread_t thread;
     void *altstack;
+
+    /* TSan only: fibers of processes that died here, for the next ones
+     * started here, and the shadow-stack entries each carries
+     * (sched/fiber.h). Last: cold in other builds. */
+    void *fiber_cache[OT__FIBER_CACHE];
+    uint32_t fiber_carried[OT__FIBER_CACHE];
+    unsigned nfiber_cache;
 };
 
 /* ---- the runtime --------------------------------------------------------- */

@@ -453,11 +453,11 @@ void ot__proc_destroy(ot__sched_t *s, ot__proc_t *p)
         ot__pending_exit_free(p);
     }
     ot__mailbox_drain(p, false);
+    ot__fiber_destroy(s, p); /* reads how much of the stack was in use */
     if (p->stack) {
         ot__stack_put(p->stack_home, p->stack, s);
         p->stack = NULL;
     }
-    ot__fiber_destroy(s, p);
     ot__idx_put(&rt->pids, pid_cache(rt, s), idx);
     if (s) {
         ot__count(&s->n_died, 1, memory_order_release);

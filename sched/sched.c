@@ -232,8 +232,11 @@ static void fresh_offer(ot__sched_t *s)
 static bool fresh_keep(ot__sched_t *s, ot__proc_t *old)
 {
     ot__proc_t *cur = s->current;
-    /* Already a bulk spawner: none of its children is kept here (the flush
-     * below took them when it became one, and none was kept since). */
+    /* Already a bulk spawner: none of its children was kept since it became
+     * one, and the flush below took those kept on the scheduler where it
+     * did. Any it kept on another scheduler before it moved stay in that
+     * deque, to be run, offered or aged from there (the flush at every
+     * spawn used to send them to the run queue if it came back). */
     if (cur->bulk) return false;
     ot_pid_t parent = atomic_load_explicit(&cur->pid, memory_order_relaxed);
     unsigned n = fresh_len(s);

@@ -57,6 +57,7 @@ struct race {
     uint32_t *exit_code;
     int exit_extra; /* EXITs from unknown senders */
     struct vic_arg *vargs;
+    _Atomic int busy; /* V_MIXED victims past their first round */
 };
 
 struct vic_arg {
@@ -108,6 +109,7 @@ static void victim(void *arg)
         if (ot_receive(match_tag, &go, 30000, &m) == 0) ot_msg_free(m);
         ot_pid_t me = ot_self();
         for (uint64_t k = 0;; k++) {
+            if (k == 5) atomic_fetch_add(&r->busy, 1); /* every kind once */
             switch ((k + (uint64_t)i) % 5) {
             case 0: ot_yield(); break;
             case 1: (void)ot_receive(match_tag, &never, 1, &m); break;
@@ -319,10 +321,15 @@ static void run_scenario_once(const struct scenario *sc)
     pidmap_t rm;
     pidmap_build(&rm, refs, (size_t)n);
 
-    /* Busy victims, then the killers come. */
-    if (sc->kind == V_MIXED)
+    /* Busy victims (each has been through every kind of scheduling point
+     * once), then the killers come. */
+    if (sc->kind == V_MIXED) {
         for (int i = 0; i < n; i++)
             assert_int_equal(ot_send(atomic_load(&r.victims[i]), T_GO, NULL, 0), 0);
+        for (int waited = 0; atomic_load(&r.busy) < n && waited < 60000; waited++)
+            nanosleep(&(struct timespec){.tv_nsec = 1000000}, NULL);
+        assert_int_equal(atomic_load(&r.busy), n);
+    }
 
     /* Killers on scheduler 1, the victims' other one (or both). */
     struct killer_arg ka[MAX_KILLERS];
