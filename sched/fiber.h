@@ -109,12 +109,11 @@ static inline void ot__fiber_destroy(ot__sched_t *s, ot__proc_t *p)
 {
 #ifdef OT_TSAN
     if (p->tsan_fiber) {
-        size_t used = p->stack && p->sp
-                          ? (size_t)((char *)ot__stack_top(p->stack) - (char *)p->sp)
-                          : SIZE_MAX;
-        size_t carried = used / 8 + p->tsan_carried;
-        if (s && s->nfiber_cache < OT__FIBER_CACHE && used != SIZE_MAX &&
-            carried < OT__FIBER_CARRY_MAX) {
+        size_t carried = OT__FIBER_CARRY_MAX; /* unknown without the stack */
+        if (p->stack && p->sp)
+            carried =
+                (size_t)((char *)ot__stack_top(p->stack) - (char *)p->sp) / 8 + p->tsan_carried;
+        if (s && s->nfiber_cache < OT__FIBER_CACHE && carried < OT__FIBER_CARRY_MAX) {
             s->fiber_cache[s->nfiber_cache] = p->tsan_fiber;
             s->fiber_carried[s->nfiber_cache++] = (uint32_t)carried;
         } else {

@@ -298,8 +298,7 @@ struct ot_runtime {
     unsigned nsched;
     ot__sched_t **scheds;
     ot__topo_t topo;
-    size_t default_stack;
-    int default_stack_cls; /* its class (alloc/stack.h) */
+    int default_stack_cls; /* class of the default stack size (alloc/stack.h) */
 
     ot__slot_t *table;
     size_t table_bytes;

@@ -163,7 +163,6 @@ int ot_runtime_start(const ot_config_t *cfgp, ot_runtime_t **out)
     rt->policy = *pol;
     ot__epoch_init(rt);
     rt->default_stack_cls = ot__stack_class(cfg.stack_size);
-    rt->default_stack = ot__stack_class_size(rt->default_stack_cls);
     rc = ot__topo_init(&rt->topo, cfg.topology, cfg.schedulers);
     if (rc != 0) goto fail;
     rt->nsched = rt->topo.nsched;

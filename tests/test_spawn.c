@@ -634,21 +634,9 @@ static void exit_from_deep_frames(void **state)
  * fiber crashed TSan after 15,000-60,000 processes that exit a few frames
  * deep (sched/fiber.h). In the other builds, a long chain of such exits on
  * one scheduler. Not scaled down: the sanitizer builds are the point. */
-static __attribute__((noinline)) void exit_below(int n, ot_pid_t to)
-{
-    if (n == 0) {
-        PCHECK(ot_send(to, TAG_DONE, NULL, 0) == 0);
-        ot_exit();
-        atomic_fetch_add(&g_after_exit, 1); /* never */
-        return;
-    }
-    exit_below(n - 1, to);
-    atomic_fetch_add(&g_after_exit, 1); /* never */
-}
-
 static void below_exiter(void *arg)
 {
-    exit_below(3, (ot_pid_t)(uintptr_t)arg);
+    exit_from_depth(3, (ot_pid_t)(uintptr_t)arg); /* sends TAG_X, then exits */
 }
 
 enum { N_CHAIN = 100000 };
@@ -657,11 +645,11 @@ static void chain_driver(void *arg)
 {
     (void)arg;
     ot_pid_t me = ot_self();
-    uint64_t done = TAG_DONE;
+    uint64_t left = TAG_X;
     for (int i = 0; i < N_CHAIN; i++) {
         PCHECK(ot_spawn(below_exiter, (void *)(uintptr_t)me, NULL, NULL) == 0);
         ot_msg_t *m;
-        if (ot_receive(match_tag, &done, 30000, &m) != 0) {
+        if (ot_receive(match_tag, &left, 30000, &m) != 0) {
             PCHECK(!"an exiter's message never came");
             return;
         }
