@@ -393,17 +393,17 @@ static int w_idle_bytes(otb_result_t *r)
 const otb_workload_t otb_workloads[] = {
     {"spawn_exit",
      "spawn 1,000,000 processes that each send one message and exit; ns per process",
-     w_spawn_exit},
-    {"pingpong", "1,000,000 round trips between two processes; ns per round trip", w_pingpong},
-    {"ring", "1000 processes in a ring, a token passed 1,000,000 hops; ns per hop", w_ring},
+     w_spawn_exit, 0},
+    {"pingpong", "1,000,000 round trips between two processes; ns per round trip", w_pingpong, 0},
+    {"ring", "1000 processes in a ring, a token passed 1,000,000 hops; ns per hop", w_ring, 0},
     {"skynet", "1,111,111 processes in a 10-ary tree summing 0..999,999; ns per process",
-     w_skynet},
-    {"fan_in", "2 senders x 1,000,000 messages into one receiver; ns per message", w_fan_in},
+     w_skynet, 0},
+    {"fan_in", "2 senders x 1,000,000 messages into one receiver; ns per message", w_fan_in, 0},
     {"link_exit_storm",
      "100,000 linked pairs, one side dies with shutdown, the trapping other gets the EXIT; "
      "ns per pair",
-     w_link_exit_storm},
+     w_link_exit_storm, 0},
     {"idle_process_bytes", "1,000,000 processes blocked in receive; resident bytes per process",
-     w_idle_bytes},
+     w_idle_bytes, 1},
 };
 const unsigned otb_nworkloads = sizeof otb_workloads / sizeof otb_workloads[0];

@@ -22,6 +22,11 @@ typedef struct otb_workload {
     const char *name;
     const char *what;
     otb_fn fn;
+    /* Each repetition in a runtime of its own: the workload measures the
+     * memory a runtime takes, which the pools' high-water mark from an
+     * earlier repetition would hide (the BEAM side starts a VM per
+     * repetition for it, the Tokio side a process). */
+    int fresh_runtime;
 } otb_workload_t;
 
 extern const otb_workload_t otb_workloads[];

@@ -6,7 +6,7 @@
 %%% directory:
 %%%
 %%%   erl +S 2:2 ... -eval 'otter_bench:main(init:get_plain_arguments())'
-%%%       -s init stop -extra OUT.tsv [--filter REGEX] [--repetitions N]
+%%%       -s init stop -extra OUT.tsv [--filter REGEX] [--repetitions N (5)]
 %%%
 %%% Every repetition of every workload runs in a freshly spawned process
 %%% (so garbage from one run cannot affect the next), after a full garbage
@@ -71,7 +71,7 @@ main(Args) ->
     end.
 
 usage() ->
-    "usage: run.sh OUT.tsv [--filter REGEX] [--repetitions N]\n".
+    "usage: run.sh OUT.tsv [--filter REGEX] [--repetitions N (5)]\n".
 
 %% The workloads, in reporting order, each with the spawn options of the
 %% process it runs in.
@@ -118,7 +118,7 @@ selected(Name, Regex) -> re:run(Name, Regex, [{capture, none}]) =:= match.
 %%====================================================================
 
 parse_args(Args) ->
-    parse_args(Args, #{out => undefined, filter => undefined, reps => 1}).
+    parse_args(Args, #{out => undefined, filter => undefined, reps => 5}).
 
 parse_args([], #{out := undefined}) ->
     throw({usage, "missing OUT.tsv argument"});

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Run the BEAM (Erlang/OTP) side of the otter benchmark comparison.
 #
-# usage: bench/erlang/run.sh OUT.tsv [--filter REGEX] [--repetitions N]
+# usage: bench/erlang/run.sh OUT.tsv [--filter REGEX] [--repetitions N (5)]
 #
 # Compiles otter_bench.erl into a temporary directory and runs it on a VM
 # with exactly 2 schedulers (the benchmark machine has 2 cores).  Prints a
@@ -15,7 +15,7 @@
 set -euo pipefail
 
 usage() {
-    echo "usage: $0 OUT.tsv [--filter REGEX] [--repetitions N]" >&2
+    echo "usage: $0 OUT.tsv [--filter REGEX] [--repetitions N (5)]" >&2
 }
 
 if [[ $# -lt 1 ]]; then

@@ -4,11 +4,12 @@
 //! bench/workloads.c and bench/erlang/otter_bench.erl; link_exit_storm has
 //! no Tokio counterpart (tasks have no links).
 //!
-//! usage: otter-tokio-bench OUT.tsv [--filter SUBSTRING|^NAME$|A|B] [--repetitions N]
+//! usage: otter-tokio-bench OUT.tsv [--filter SUBSTRING|^NAME$|A|B] [--repetitions N (5)]
 //!
 //! Prints a table and writes the medians over the repetitions to OUT.tsv in
 //! the format otter-bench --baseline reads. Every repetition runs in a new
-//! runtime, the driver itself a task on it (not the block_on thread).
+//! runtime (in the same process, so on memory its allocator kept), the
+//! driver itself a task on it (not the block_on thread).
 
 use std::fs::File;
 use std::io::Write;
@@ -319,7 +320,7 @@ fn cell(v: Option<f64>) -> String {
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let usage = "usage: otter-tokio-bench OUT.tsv [--filter REGEX] [--repetitions N]";
+    let usage = "usage: otter-tokio-bench OUT.tsv [--filter REGEX] [--repetitions N (5)]";
     if args.len() < 2 {
         eprintln!("{usage}");
         std::process::exit(2);
@@ -333,7 +334,7 @@ fn main() {
     }
     let out = &args[1];
     let mut filter = None;
-    let mut reps = 1usize;
+    let mut reps = 5usize;
     let mut i = 2;
     while i < args.len() {
         match (args[i].as_str(), args.get(i + 1)) {
