@@ -292,8 +292,6 @@ static inline ot__proc_t *fresh_pop(ot__sched_t *s)
     return s->fresh[--s->fresh_t % OT__FRESH];
 }
 
-/* Normal and low share a queue; a low process is passed over seven times
- * in eight (BEAM's rule), unless it is alone. */
 /* pop_normal found p of low priority at the head of q. Out of line, so that
  * the common case saves no registers. */
 static __attribute__((noinline)) ot__proc_t *pop_low(ot__sched_t *s, ot__runq_t *q,
@@ -313,6 +311,8 @@ static __attribute__((noinline)) ot__proc_t *pop_low(ot__sched_t *s, ot__runq_t 
     }
 }
 
+/* Normal and low share a queue; a low process is passed over seven times
+ * in eight (BEAM's rule), unless it is alone. */
 static ot__proc_t *pop_normal(ot__sched_t *s)
 {
     ot__runq_t *q = &s->rq[2];
